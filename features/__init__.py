@@ -1,0 +1,1 @@
+"""Feature definitions and pure feature logic. Never imports Flink."""

@@ -1,0 +1,331 @@
+"""Event contracts: one versioned schema per domain, shared by Kafka (JSON) and Parquet.
+
+A contract is data: field names, types, which are required, and value checks. The same
+object validates a JSON payload from Kafka, a row read from Parquet, and gives the
+explicit pyarrow schema files are written with.
+
+>>> ev = PAYMENT.parse('{"event_id":"e1","event_time":"2026-01-01T00:00:00Z","card_id":"c1",'
+...                    '"merchant_id":"m1","mcc":"5411","amount":12.5,"currency":"EUR",'
+...                    '"lat":52.5,"lon":13.4,"device_id":null}')
+>>> ev["event_time"], ev["amount"]
+(1767225600000, 12.5)
+>>> PAYMENT.parse('{"event_id":"e1"}')
+Traceback (most recent call last):
+...
+features.contracts.InvalidEvent: missing_field: event_time
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+# Reasons are stable strings (dead-letter consumers group by them); the text after
+# the colon says which field and why.
+MALFORMED_JSON = "malformed_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+NON_FINITE = "non_finite"
+OUT_OF_RANGE = "out_of_range"
+BAD_TIMESTAMP = "bad_timestamp"
+TIME_SKEW = "time_skew"
+LATE = "late"
+REASONS = (MALFORMED_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NON_FINITE,
+           OUT_OF_RANGE, BAD_TIMESTAMP, TIME_SKEW, LATE)
+
+
+class InvalidEvent(ValueError):
+    """A record that breaks its contract. ``reason`` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+STRING, INT64, FLOAT64, BOOL, TIMESTAMP_MS = "string", "int64", "float64", "bool", "timestamp_ms"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an event. ``check`` returns an error text for a bad value, else None."""
+
+    name: str
+    type: str
+    required: bool = True
+    nullable: bool = False
+    doc: str = ""
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+    def __post_init__(self):
+        if self.type not in (STRING, INT64, FLOAT64, BOOL, TIMESTAMP_MS):
+            raise ValueError(f"field {self.name}: unknown type {self.type!r}")
+
+
+def non_negative(v: float) -> Optional[str]:
+    return "must be >= 0" if v < 0 else None
+
+
+def between(lo: float, hi: float) -> Callable[[Any], Optional[str]]:
+    def check(v: float) -> Optional[str]:
+        return None if lo <= v <= hi else f"must be within [{lo}, {hi}]"
+    return check
+
+
+def one_of(*allowed: str) -> Callable[[Any], Optional[str]]:
+    def check(v: str) -> Optional[str]:
+        return None if v in allowed else f"must be one of {sorted(allowed)}"
+    return check
+
+
+def non_empty(v: str) -> Optional[str]:
+    return "must not be empty" if v == "" else None
+
+
+def parse_event_time(value: Any) -> int:
+    """UTC epoch milliseconds from an int/float of ms or an ISO-8601 string.
+
+    >>> parse_event_time("1970-01-01T00:00:01.5Z"), parse_event_time(1500)
+    (1500, 1500)
+    """
+    if isinstance(value, bool):
+        raise InvalidEvent(WRONG_TYPE, "event_time is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(NON_FINITE, "event_time")
+        if not value.is_integer():
+            raise InvalidEvent(BAD_TIMESTAMP, f"event_time {value!r} is not whole milliseconds")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent(BAD_TIMESTAMP, f"event_time {value!r} is not ISO-8601 or epoch ms") from None
+        if dt.tzinfo is None:  # naive times are UTC by contract
+            dt = dt.replace(tzinfo=timezone.utc)
+        return int(round(dt.timestamp() * 1000))
+    raise InvalidEvent(WRONG_TYPE, f"event_time has type {type(value).__name__}")
+
+
+# Earliest/latest event_time accepted at all: 2000-01-01 .. 2100-01-01 (absurd beyond that).
+MIN_EVENT_TIME_MS = 946_684_800_000
+MAX_EVENT_TIME_MS = 4_102_444_800_000
+
+
+@dataclass(frozen=True)
+class EventContract:
+    """A versioned event schema. ``key`` is the entity the features are keyed by."""
+
+    name: str
+    version: int
+    key: str
+    fields: Sequence[Field]
+    labels: Sequence[Field] = field(default_factory=tuple)  # optional, only in generated/historic data
+    doc: str = ""
+
+    def __post_init__(self):
+        names = [f.name for f in self.all_fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"contract {self.name}: duplicate field names")
+        if "event_id" not in names or "event_time" not in names:
+            raise ValueError(f"contract {self.name}: needs event_id and event_time")
+        if self.key not in names:
+            raise ValueError(f"contract {self.name}: key {self.key!r} is not a field")
+
+    @property
+    def all_fields(self) -> tuple:
+        return tuple(self.fields) + tuple(self.labels)
+
+    @property
+    def field_names(self) -> tuple:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def label_names(self) -> tuple:
+        return tuple(f.name for f in self.labels)
+
+    # -- validation ---------------------------------------------------------------------
+    def parse(self, raw: Any) -> dict:
+        """Validate a JSON payload (str/bytes) and return the event as a dict."""
+        if isinstance(raw, (bytes, bytearray)):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidEvent(MALFORMED_JSON, f"not UTF-8: {e}") from None
+        try:
+            obj = json.loads(raw, parse_constant=_reject_constant)
+        except InvalidEvent:
+            raise
+        except (ValueError, TypeError) as e:
+            raise InvalidEvent(MALFORMED_JSON, str(e)) from None
+        if not isinstance(obj, dict):
+            raise InvalidEvent(NOT_AN_OBJECT, f"got {type(obj).__name__}")
+        return self.validate(obj)
+
+    def validate(self, obj: Mapping[str, Any]) -> dict:
+        """Check and normalise one record (from JSON or a Parquet row); unknown keys are dropped."""
+        out = {}
+        for f in self.fields:
+            out[f.name] = self._value(f, obj)
+        for f in self.labels:
+            if f.name in obj:
+                out[f.name] = self._value(f, obj)
+        return out
+
+    def _value(self, f: Field, obj: Mapping[str, Any]) -> Any:
+        if f.name not in obj:
+            if f.required:
+                raise InvalidEvent(MISSING_FIELD, f.name)
+            return None
+        v = obj[f.name]
+        if v is None:
+            if f.nullable:
+                return None
+            raise InvalidEvent(MISSING_FIELD, f"{f.name} is null")
+        if f.type == TIMESTAMP_MS:
+            v = parse_event_time(v)
+            if not MIN_EVENT_TIME_MS <= v <= MAX_EVENT_TIME_MS:
+                raise InvalidEvent(BAD_TIMESTAMP, f"{f.name} {v} outside 2000..2100")
+        elif f.type == STRING:
+            if not isinstance(v, str):
+                raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a string, got {type(v).__name__}")
+        elif f.type == FLOAT64:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a number, got {type(v).__name__}")
+            v = float(v)
+            if not math.isfinite(v):
+                raise InvalidEvent(NON_FINITE, f"{f.name} is {v}")
+        elif f.type == INT64:
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                else:
+                    raise InvalidEvent(WRONG_TYPE, f"{f.name} must be an integer, got {type(v).__name__}")
+        elif f.type == BOOL:
+            if not isinstance(v, bool):
+                raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a boolean, got {type(v).__name__}")
+        if f.check is not None:
+            problem = f.check(v)
+            if problem:
+                raise InvalidEvent(OUT_OF_RANGE, f"{f.name} {problem}")
+        return v
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_json(self, event: Mapping[str, Any]) -> str:
+        return json.dumps({k: event[k] for k in self.field_names + self.label_names if k in event},
+                          separators=(",", ":"), allow_nan=False)
+
+    def arrow_schema(self, with_labels: bool = True):
+        """The explicit pyarrow schema Parquet files of this contract are written with."""
+        import pyarrow as pa
+
+        kinds = {STRING: pa.string(), INT64: pa.int64(), FLOAT64: pa.float64(), BOOL: pa.bool_(),
+                 TIMESTAMP_MS: pa.int64()}
+        fs = self.all_fields if with_labels else tuple(self.fields)
+        return pa.schema([pa.field(f.name, kinds[f.type], nullable=f.nullable or not f.required,
+                                   metadata={"doc": f.doc} if f.doc else None) for f in fs],
+                         metadata={"contract": self.name, "version": str(self.version)})
+
+    def flink_sql_columns(self, with_labels: bool = False) -> list:
+        """(name, SQL type) pairs for a Flink table over Parquet files of this contract."""
+        kinds = {STRING: "STRING", INT64: "BIGINT", FLOAT64: "DOUBLE", BOOL: "BOOLEAN", TIMESTAMP_MS: "BIGINT"}
+        fs = self.all_fields if with_labels else tuple(self.fields)
+        return [(f.name, kinds[f.type]) for f in fs]
+
+
+def _reject_constant(name: str):
+    raise InvalidEvent(NON_FINITE, f"JSON constant {name}")
+
+
+def dead_letter(raw: Any, reason: str, detail: str = "", source: str = "", partition: Optional[int] = None,
+                offset: Optional[int] = None) -> dict:
+    """The dead-letter record: what came in, why it was refused, and where it came from."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = raw.decode("utf-8", errors="replace")
+    elif not isinstance(raw, str):
+        raw = json.dumps(raw, default=str, allow_nan=True)
+    return {"reason": reason, "detail": detail, "raw": raw, "source": source,
+            "partition": partition, "offset": offset}
+
+
+DEAD_LETTER_FIELDS = ("reason", "detail", "raw", "source", "partition", "offset")
+
+
+def dead_letter_arrow_schema():
+    import pyarrow as pa
+
+    return pa.schema([("reason", pa.string()), ("detail", pa.string()), ("raw", pa.string()),
+                      ("source", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
+
+
+_ID = dict(type=STRING, check=non_empty)
+
+PAYMENT = EventContract(
+    name="payment", version=1, key="card_id",
+    doc="A card payment authorisation request.",
+    fields=(
+        Field("event_id", doc="unique id of the event", **_ID),
+        Field("event_time", TIMESTAMP_MS, doc="UTC epoch ms (ISO-8601 accepted on input)"),
+        Field("card_id", doc="the card paying", **_ID),
+        Field("merchant_id", doc="the merchant paid", **_ID),
+        Field("mcc", STRING, doc="ISO 18245 merchant category code, 4 digits"),
+        Field("amount", FLOAT64, check=non_negative, doc="amount in the currency, >= 0"),
+        Field("currency", STRING, doc="ISO 4217 code"),
+        Field("lat", FLOAT64, check=between(-90.0, 90.0), doc="where the payment happened"),
+        Field("lon", FLOAT64, check=between(-180.0, 180.0)),
+        Field("device_id", STRING, required=False, nullable=True, doc="device fingerprint; null for card-present"),
+    ),
+    labels=(
+        Field("is_fraud", BOOL, required=False, nullable=True, doc="label (generated/historic data)"),
+        Field("fraud_pattern", STRING, required=False, nullable=True, doc="which planted pattern, if any"),
+    ),
+)
+
+BEHAVIOUR = EventContract(
+    name="behaviour", version=1, key="user_id",
+    doc="A shopper's interaction with an item.",
+    fields=(
+        Field("event_id", doc="unique id of the event", **_ID),
+        Field("event_time", TIMESTAMP_MS, doc="UTC epoch ms (ISO-8601 accepted on input)"),
+        Field("user_id", **_ID),
+        Field("session_hint", STRING, required=False, nullable=True, doc="client session id, if known"),
+        Field("item_id", **_ID),
+        Field("category", STRING),
+        Field("action", STRING, check=one_of("view", "cart", "purchase")),
+        Field("price", FLOAT64, check=non_negative),
+    ),
+)
+
+SENSOR = EventContract(
+    name="sensor", version=1, key="machine_id",
+    doc="One reading of one sensor on one machine.",
+    fields=(
+        Field("event_id", doc="unique id of the event", **_ID),
+        Field("event_time", TIMESTAMP_MS, doc="UTC epoch ms (ISO-8601 accepted on input)"),
+        Field("machine_id", **_ID),
+        Field("sensor_id", **_ID),
+        Field("value", FLOAT64),
+        Field("unit", STRING),
+    ),
+    labels=(
+        Field("is_anomaly", BOOL, required=False, nullable=True, doc="inside a labelled anomaly window"),
+    ),
+)
+
+CONTRACTS = {c.name: c for c in (PAYMENT, BEHAVIOUR, SENSOR)}
+DOMAIN_CONTRACT = {"fraud": PAYMENT, "recsys": BEHAVIOUR, "iot": SENSOR}
+
+
+def contract_for(domain: str) -> EventContract:
+    try:
+        return DOMAIN_CONTRACT.get(domain) or CONTRACTS[domain]
+    except KeyError:
+        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(DOMAIN_CONTRACT)}") from None

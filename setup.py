@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="streamscore",
+    version="0.1.0",
+    description="Event-driven, real-time AI on Apache Flink: fraud, recommendations and IoT anomaly jobs",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "features", "features.*",
+                                    "training", "training.*"]),
+    install_requires=[
+        "apache-flink==2.2.1",  # keep in step with jvm/pom.xml (flink.version)
+        "kafka-python>=2.2,<4",
+        "scikit-learn>=1.3",
+        "joblib>=1.3",
+        "pyarrow>=14,<21",  # PyFlink 2.2 bound
+        "pandas>=2.0,<2.3",  # PyFlink 2.2 bound
+        "numpy>=1.24",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+    ],
+    extras_require={"dev": ["pytest>=7", "pytest-timeout>=2.1"]},
+    entry_points={"console_scripts": ["streamscore=jobs.cli:main"]},
+)
