@@ -48,6 +48,9 @@ class InvalidEvent(ValueError):
 
 STRING, INT64, FLOAT64, BOOL, TIMESTAMP_MS = "string", "int64", "float64", "bool", "timestamp_ms"
 
+# Optional Parquet column holding a verbatim payload (see EventContract.arrow_schema).
+RAW_PAYLOAD = "_raw"
+
 
 @dataclass(frozen=True)
 class Field:
@@ -223,16 +226,36 @@ class EventContract:
         return json.dumps({k: event[k] for k in self.field_names + self.label_names if k in event},
                           separators=(",", ":"), allow_nan=False)
 
-    def arrow_schema(self, with_labels: bool = True):
-        """The explicit pyarrow schema Parquet files of this contract are written with."""
+    def arrow_schema(self, with_labels: bool = True, with_raw: bool = False):
+        """The explicit pyarrow schema Parquet files of this contract are written with.
+
+        Every column is nullable in the file: a historic file may hold broken rows, and
+        ``validate`` (not the file format) decides what is acceptable. ``with_raw`` adds the
+        RAW_PAYLOAD column: where set, the row *is* that verbatim payload (for instance a
+        malformed JSON record kept so a replay sends exactly what arrived), and the typed
+        columns are null.
+        """
         import pyarrow as pa
 
         kinds = {STRING: pa.string(), INT64: pa.int64(), FLOAT64: pa.float64(), BOOL: pa.bool_(),
                  TIMESTAMP_MS: pa.int64()}
         fs = self.all_fields if with_labels else tuple(self.fields)
-        return pa.schema([pa.field(f.name, kinds[f.type], nullable=f.nullable or not f.required,
-                                   metadata={"doc": f.doc} if f.doc else None) for f in fs],
-                         metadata={"contract": self.name, "version": str(self.version)})
+        cols = [pa.field(f.name, kinds[f.type], nullable=True,
+                         metadata={"doc": f.doc} if f.doc else None) for f in fs]
+        if with_raw:
+            cols.append(pa.field(RAW_PAYLOAD, pa.string(), nullable=True))
+        return pa.schema(cols, metadata={"contract": self.name, "version": str(self.version)})
+
+    def from_row(self, row: Mapping[str, Any]) -> dict:
+        """Validate a row read from Parquet (RAW_PAYLOAD rows are parsed as JSON payloads)."""
+        raw = row.get(RAW_PAYLOAD)
+        if raw is not None:
+            return self.parse(raw)
+        return self.validate({k: v for k, v in row.items() if v is not None or k in self._nullable})
+
+    @property
+    def _nullable(self) -> frozenset:
+        return frozenset(f.name for f in self.all_fields if f.nullable)
 
     def flink_sql_columns(self, with_labels: bool = False) -> list:
         """(name, SQL type) pairs for a Flink table over Parquet files of this contract."""

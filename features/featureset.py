@@ -1,0 +1,124 @@
+"""Feature-set declarations: names, key, windows, types and a version, as data.
+
+A FeatureSet is the one place a pipeline's features are described. The streaming job,
+the backfill, training and the model's metadata all read it, and its ``definition_hash``
+is stamped into every model so a model trained on another definition is refused.
+
+>>> from features.fraud import FRAUD_FEATURES
+>>> FRAUD_FEATURES.output_columns[:4]
+('event_id', 'card_id', 'event_time', 'txn_count_1h')
+>>> len(FRAUD_FEATURES.definition_hash)
+16
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from features.contracts import EventContract
+
+FEATURE_TYPES = ("int64", "float64", "bool")
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One output feature. ``window`` names an entry of the set's windows (None: unwindowed)."""
+
+    name: str
+    dtype: str
+    window: Optional[str] = None
+    nullable: bool = False
+    doc: str = ""
+
+    def __post_init__(self):
+        if self.dtype not in FEATURE_TYPES:
+            raise ValueError(f"feature {self.name}: dtype must be one of {FEATURE_TYPES}, not {self.dtype!r}")
+        if not self.name.isidentifier():
+            raise ValueError(f"feature name {self.name!r} is not an identifier")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A versioned, keyed set of features computed over one event contract."""
+
+    name: str
+    version: int
+    contract: EventContract
+    key: str
+    order_by: Sequence[str]
+    windows: Mapping[str, int]  # window name -> length in ms
+    features: Sequence[Feature]
+    retention_ms: int  # how much event-time history per key the logic needs
+    doc: str = ""
+
+    def __post_init__(self):
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature set {self.name}: duplicate feature names")
+        if self.key not in self.contract.field_names:
+            raise ValueError(f"feature set {self.name}: key {self.key!r} not in contract {self.contract.name}")
+        for f in self.features:
+            if f.window is not None and f.window not in self.windows:
+                raise ValueError(f"feature {f.name}: unknown window {f.window!r}")
+        if self.windows and self.retention_ms < max(self.windows.values()):
+            raise ValueError(f"feature set {self.name}: retention shorter than its longest window")
+        clash = set(names) & set(self.passthrough)
+        if clash:
+            raise ValueError(f"feature set {self.name}: features shadow identity columns {sorted(clash)}")
+
+    @property
+    def passthrough(self) -> tuple:
+        """Identity columns leading every feature row."""
+        return ("event_id", self.key, "event_time")
+
+    @property
+    def feature_names(self) -> tuple:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def output_columns(self) -> tuple:
+        return self.passthrough + self.feature_names
+
+    def definition(self) -> dict:
+        """The canonical, JSON-able description that the hash covers (docs excluded)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "contract": [self.contract.name, self.contract.version],
+            "key": self.key,
+            "order_by": list(self.order_by),
+            "windows": dict(sorted(self.windows.items())),
+            "retention_ms": self.retention_ms,
+            "features": [[f.name, f.dtype, f.window, f.nullable] for f in self.features],
+        }
+
+    @property
+    def definition_hash(self) -> str:
+        blob = json.dumps(self.definition(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def arrow_schema(self, with_labels: bool = False):
+        """Schema of the feature rows written by backfill and by the served-feature log."""
+        import pyarrow as pa
+
+        kinds = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+        cols = [pa.field("event_id", pa.string(), nullable=False),
+                pa.field(self.key, pa.string(), nullable=False),
+                pa.field("event_time", pa.int64(), nullable=False)]
+        cols += [pa.field(f.name, kinds[f.dtype], nullable=f.nullable) for f in self.features]
+        if with_labels:
+            cols += [pa.field(lf.name, pa.bool_() if lf.type == "bool" else pa.string(), nullable=True)
+                     for lf in self.contract.labels]
+        return pa.schema(cols, metadata={"feature_set": self.name, "version": str(self.version),
+                                         "definition_hash": self.definition_hash})
+
+    def metadata(self) -> dict:
+        """What a model stores about the features it was trained on."""
+        return {"feature_set": self.name, "version": self.version, "definition_hash": self.definition_hash,
+                "feature_order": list(self.feature_names)}
