@@ -160,12 +160,17 @@ def _features(e: tuple, events: list, pos: int, last: Optional[tuple]) -> tuple:
     if n30:
         mean30 = sum30 / n30
         if n30 >= 2:
-            # two passes over the window: exact enough to be compared bit for bit across runs
-            sq = 0.0
-            for p in events[pos - n30:pos]:
-                d = p[AMOUNT] - mean30
-                sq += d * d
-            std30 = math.sqrt(sq / n30)
+            window = events[pos - n30:pos]
+            first = window[0][AMOUNT]
+            if all(p[AMOUNT] == first for p in window):
+                # equal amounts: std is exactly 0, though sum/n of e.g. three 0.1s is not exactly 0.1
+                std30 = 0.0
+            else:
+                sq = 0.0  # second pass over the window, numerically safer than sum of squares
+                for p in window:
+                    d = p[AMOUNT] - mean30
+                    sq += d * d
+                std30 = math.sqrt(sq / n30)
             if std30 > 0:
                 z30 = (amount - mean30) / std30
 

@@ -232,16 +232,9 @@ def test_std_zero_gives_null_zscore_and_two_events_give_null_std(features_of):
            amount_sum_1h=115.0)
 
 
-PRODUCTION_STD_ROUNDING_BUG = (
-    "features.fraud reports a population std of 1.3877787807814457e-17 (not 0) for the prior "
-    "amounts [0.1, 0.1, 0.1], so amount_zscore_30d is -1.0 instead of null "
-    "(contract: null where std is 0)")
-
-
-@pytest.mark.parametrize("impl", [
-    pytest.param("production", marks=pytest.mark.xfail(strict=True, reason=PRODUCTION_STD_ROUNDING_BUG)),
-    "reference",
-])
+# Found by this test: features.fraud once reported std 1.39e-17 (not 0) for prior amounts
+# [0.1, 0.1, 0.1], so the zscore was -1.0 instead of null.
+@pytest.mark.parametrize("impl", ["production", "reference"])
 def test_std_of_equal_inexact_amounts_is_zero(impl):
     # T0 a(0.1)  +1min b(0.1)  +2min c(0.1)  +3min e(0.1)
     # e's prior amounts are all equal, so their population std is exactly 0 and the
