@@ -91,6 +91,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    env, settings, detached = prepare(args)
+    return execute(env, f"streamscore-{args.domain}", detached=detached)
+
+
+def prepare(args):
+    """Build the streaming job for parsed ``args``: (env, FlinkSettings, detach?). Not started."""
     from jobs import fraud
     from jobs.flinkenv import make_env
     from jobs.io import KafkaSinkOptions, KafkaSource, ParquetSource, SinkSpec, StartPosition
@@ -129,7 +135,7 @@ def run(args) -> int:
           f"{_fmt(sinks.features)}, dead letters {_fmt(sinks.dead_letters)}, late {_fmt(sinks.late)}; "
           f"ordering {cfg.stream.ordering}, model {model_meta['model_version'] if model_meta else 'none (rules)'}, "
           f"{'cluster ' + settings.cluster if settings.cluster else 'local MiniCluster'}", flush=True)
-    return execute(env, f"streamscore-{d}", detached=bool(settings.cluster) and not until and kafka)
+    return env, settings, bool(settings.cluster) and not until and kafka
 
 
 def _fmt(spec) -> str:
