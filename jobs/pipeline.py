@@ -31,7 +31,7 @@ class StreamConfig:
 
     ordering: str = "arrival"
     max_disorder_ms: int = 5_000  # bounded out-of-orderness of the watermark
-    idleness_ms: int = 30_000  # an input silent this long stops holding the watermark back
+    idleness_ms: int = 0  # >0: an input silent this long stops holding the watermark back (see README)
     allowed_lateness_ms: int = 0
     max_future_ms: int = DAY_MS  # beyond this ahead of the stream / wall clock: dead letter
     max_past_ms: int = 365 * DAY_MS  # beyond this behind the stream: dead letter

@@ -19,8 +19,10 @@ def add_stream_args(p) -> None:
                         "then process in event-time order (= backfill) (default: %(default)s)")
     g.add_argument("--max-disorder-ms", type=int, default=5_000, metavar="MS",
                    help="bounded out-of-orderness of the watermark (default: %(default)s)")
-    g.add_argument("--idleness-ms", type=int, default=30_000, metavar="MS",
-                   help="an idle input stops holding the watermark after this (0: never) (default: %(default)s)")
+    g.add_argument("--idleness-ms", type=int, default=0, metavar="MS",
+                   help="an idle input stops holding the watermark after this; 0 = never. Only for "
+                        "parallelism above the partition count: on a replay it stalled watermarks "
+                        "(default: %(default)s)")
     g.add_argument("--allowed-lateness-ms", type=int, default=0, metavar="MS",
                    help="events this far behind the watermark are still processed (default: %(default)s)")
 

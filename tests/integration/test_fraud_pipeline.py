@@ -19,7 +19,7 @@ import pytest
 
 from features.contracts import PAYMENT, REASONS, InvalidEvent
 from features.fraud import FRAUD_FEATURES
-from features.synthetic import generate_payments, to_arrow
+from features.synthetic import generate_payments, records, to_arrow
 from jobs.cli import main as cli
 from jobs.produce import produce_rows
 
@@ -103,7 +103,6 @@ def stream(kafka_broker, topic: str, out: Path, ordering: str, *extra) -> pd.Dat
 def test_backfill_matches_plain_python_logic(backfill, payments):
     """The BATCH job's rows equal features.fraud run without Flink (same code, same order)."""
     from features.fraud import compute_features
-    from features.synthetic import records
 
     expected = pd.DataFrame(list(compute_features(records(payments["frames"]["disordered"], PAYMENT))))
     assert len(backfill) == N_EVENTS
@@ -160,8 +159,7 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(kafka_broker, tmp_path):
     topic = f"fraud-bad-{int(time.time())}"
     produce_rows(kafka_broker.bootstrap, topic, table, PAYMENT)
     # and a record dated days ahead of everything else: a time skew, never allowed near the watermark
-    skewed = frame[frame["_raw"].isna()].iloc[-1].to_dict()
-    skewed = {k: v for k, v in skewed.items() if k in PAYMENT.field_names}
+    skewed = records(frame[frame["_raw"].isna()].tail(1), PAYMENT)[0]
     skewed.update(event_id="skewed-1", event_time=int(time.time() * 1000) + 5 * 86_400_000)
     produce_rows(kafka_broker.bootstrap, topic, [skewed], PAYMENT)
     n_in = len(frame) + 1
