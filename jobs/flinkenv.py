@@ -45,8 +45,15 @@ class FlinkSettings:
             raise ValueError("checkpoint interval must be at least 100 ms")
         if self.cluster is not None and ":" not in self.cluster:
             raise ValueError(f"--cluster takes HOST:PORT, got {self.cluster!r}")
-        if self.restore_from is not None and not Path(self.restore_from.removeprefix("file://")).exists():
+        if self.restore_from is not None and not _local_path(self.restore_from).exists():
             raise FileNotFoundError(f"savepoint/checkpoint {self.restore_from} does not exist")
+
+
+def _local_path(uri_or_path: str) -> Path:
+    """A path from a plain path or a file: URI (Flink prints savepoints as file:/...)."""
+    from urllib.parse import urlparse
+
+    return Path(urlparse(uri_or_path).path) if uri_or_path.startswith("file:") else Path(uri_or_path)
 
 
 def prepare_process_env() -> None:
@@ -121,11 +128,20 @@ def make_env(settings: FlinkSettings):
     for k, v in flink_configuration(settings).items():
         conf.set_string(k, v)
     if settings.cluster:
+        from pyflink.java_gateway import get_gateway
+
         host, port = settings.cluster.rsplit(":", 1)
         conf.set_string("execution.target", "remote")
         conf.set_string("rest.address", host)
         conf.set_string("rest.port", port)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+        conf.set_string("execution.attached", "true")  # execute() waits for a bounded job, as locally
+        # get_execution_environment() outside `flink run` returns a LocalStreamEnvironment, which
+        # forces execution.target=local (a MiniCluster, here clashing with rest.port): build the
+        # environment from the configuration so the remote executor submits to the cluster.
+        j_env_class = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+        env = StreamExecutionEnvironment(j_env_class(conf._j_configuration))
+    else:
+        env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_runtime_mode(RuntimeExecutionMode.BATCH if settings.batch else RuntimeExecutionMode.STREAMING)
     env.set_parallelism(settings.parallelism)
     t_env = StreamTableEnvironment.create(env)  # follows the env's runtime mode
