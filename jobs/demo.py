@@ -118,8 +118,8 @@ def split_days(data: Path, work: Path):
     t0 = pc.min(t).as_py()
     day7, day8 = t0 + 6 * DAY_MS, t0 + 7 * DAY_MS
     bad = pc.is_null(t)  # malformed rows carry no event_time: keep them in both parts
-    history = table.filter(pc.or_(bad, pc.less(t, day8)))
-    stream = table.filter(pc.or_(bad, pc.greater_equal(t, day7)))
+    history = table.filter(pc.or_kleene(bad, pc.less(t, day8)))
+    stream = table.filter(pc.or_kleene(bad, pc.greater_equal(t, day7)))
     paths = work / "history.parquet", work / "stream.parquet"
     pq.write_table(history, paths[0])
     pq.write_table(stream, paths[1])
