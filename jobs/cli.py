@@ -9,6 +9,7 @@ import sys
 # command name -> module defining add_parser(subparsers)
 COMMANDS = {
     "kafka": "jobs.kafka_broker",
+    "cluster": "jobs.cluster",
     "generate": "jobs.generate",
     "produce": "jobs.produce",
     "run": "jobs.run",
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from features.scoring import ModelLoadError
     from jobs.runtime import SetupError
 
     args = build_parser().parse_args(argv)
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     except SetupError as e:
         sys.stderr.write(f"streamscore {args.command}: {e}\n")
         return 1
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ModelLoadError) as e:
         sys.stderr.write(f"streamscore {args.command}: error: {e}\n")
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,140 @@
+"""The job commands refuse bad input before any JVM starts: one line, exit code 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.cli import main
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "fraud", "--start", "yesterday"], "bad position 'yesterday'"),
+    (["run", "fraud", "--until", "offsets:0"], "bad position"),
+    (["run", "fraud", "--decisions", "s3:bucket"], "bad sink 's3:bucket'"),
+    (["run", "fraud", "--topic", "t", "--input", "x.parquet"], "not both"),
+    (["run", "fraud", "-p", "0"], "parallelism must be >= 1"),
+    (["run", "fraud", "--from-savepoint", "/nonexistent/sp"], "does not exist"),
+    (["run", "fraud", "--max-disorder-ms", "-1"], "max_disorder_ms must be >= 0"),
+    (["run", "fraud", "-D", "novalue"], "-D takes KEY=VALUE"),
+    (["backfill", "fraud", "--input", "/nonexistent.parquet", "--out", "/tmp/x"], "does not exist"),
+])
+def test_bad_job_arguments_are_one_line(capsys, argv, needle):
+    rc, err = run(capsys, *argv)
+    assert rc == 2
+    assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_unknown_option_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "fraud", "--frobnicate"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unrecognized arguments: --frobnicate" in err[0]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real, small trained model registry (about 5 s of training)."""
+    import pandas as pd
+
+    from features.fraud import compute_features
+    from features.contracts import PAYMENT
+    from features.scoring import promote
+    from features.synthetic import generate_payments, records
+    from training.fraud import train_fraud
+
+    events = generate_payments(30_000, seed=3)
+    feats = pd.DataFrame(compute_features(records(events, PAYMENT)))
+    feats = feats.merge(events[["event_id", "is_fraud", "fraud_pattern"]], on="event_id")
+    reg = tmp_path_factory.mktemp("models")
+    version_dir, _ = train_fraud(feats, reg, seed=0, progress=False)
+    promote(reg, version_dir.name)
+    return reg, version_dir, feats
+
+
+def _with_hash(registry, tmp_path, new_hash):
+    import shutil
+
+    reg = tmp_path / "models"
+    shutil.copytree(registry[0], reg)
+    meta_path = reg / registry[1].name / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["definition_hash"] = new_hash
+    meta_path.write_text(json.dumps(meta))
+    return reg
+
+
+def test_model_of_another_feature_definition_is_refused_at_start(capsys, tmp_path, registry):
+    """A model whose definition hash differs from the job's stops the job before it runs."""
+    from features.fraud import FRAUD_FEATURES
+
+    reg = _with_hash(registry, tmp_path, "0" * 16)
+    rc, err = run(capsys, "run", "fraud", "--model", str(reg))
+    assert rc == 2
+    assert "0000000000000000" in err and FRAUD_FEATURES.definition_hash in err
+    assert len(err.splitlines()) == 1
+
+
+class _Metrics:
+    """The two calls ScoreBatch makes on Flink's metric group, counting."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def get_metric_group(self):
+        return self
+
+    def counter(self, name):
+        outer = self
+
+        class C:
+            def inc(self, n=1):
+                outer.counts[name] = outer.counts.get(name, 0) + n
+        return C()
+
+
+def _score(model_path, feats):
+    from features.fraud import FRAUD_FEATURES
+    from udfs.scoring import ScoreBatch
+
+    fn = ScoreBatch(FRAUD_FEATURES.feature_names, model_path, FRAUD_FEATURES.definition_hash)
+    ctx = _Metrics()
+    fn.open(ctx)
+    cols = [feats[c].reset_index(drop=True) for c in FRAUD_FEATURES.feature_names]
+    return fn.eval(*cols), ctx.counts
+
+
+def test_scoring_udf_uses_the_model(registry):
+    out, counts = _score(str(registry[0]), registry[2].head(2000))
+    assert not out["fallback"].any() and (out["model_version"] == registry[1].name).all()
+    assert set(out["decision"]) <= {"approve", "step_up", "block"} and out["score"].between(0, 1).all()
+    assert counts == {"decisions": 2000}
+
+
+@pytest.mark.parametrize("broken", ["missing", "corrupt", "other_hash"])
+def test_scoring_udf_falls_back_to_rules_and_says_so(registry, tmp_path, broken):
+    feats = registry[2].head(500)
+    if broken == "missing":
+        path = str(tmp_path / "nowhere")
+    elif broken == "corrupt":
+        import shutil
+
+        path = tmp_path / "models"
+        shutil.copytree(registry[0], path)
+        (path / registry[1].name / "model.joblib").write_bytes(b"not a model")
+        path = str(path)
+    else:
+        path = str(_with_hash(registry, tmp_path, "f" * 16))
+    out, counts = _score(path, feats)
+    assert out["fallback"].all() and (out["model_version"] == "rules").all()
+    assert counts["fallbackDecisions"] == 500 == counts["decisions"]
+    from features.scoring import rules_only
+
+    assert list(out["decision"]) == list(rules_only(feats.reset_index(drop=True))["decision"])
