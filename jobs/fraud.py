@@ -50,7 +50,7 @@ def build(rows: DataStream, t_env, cfg: FraudJobConfig, *, kafka: bool, source: 
         table = t_env.from_data_stream(streams.features)
         scorer = score_udf(FS, cfg.model)
         scored = table.select(*[col(n) for n in FS.output_columns], col("ingest_ms"),
-                              scorer(*[col(n) for n in FS.feature_names]).alias("verdict"))
+                              scorer(*[col(n) for n in FS.feature_names], col("ingest_ms")).alias("verdict"))
         decisions = scored.select(*[col("verdict").get(n).alias(n) if n in dict(RESULT_FIELDS) else col(n)
                                     for n, _ in decision_columns()])
     return FraudOutputs(streams.features, decisions, streams.dead_letters, streams.late)

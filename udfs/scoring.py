@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
@@ -16,6 +17,7 @@ from pyflink.table.udf import ScalarFunction, udf
 
 from features import scoring
 from features.featureset import FeatureSet
+from udfs.breaker import CircuitBreaker, Reloader
 
 log = logging.getLogger(__name__)
 
@@ -31,37 +33,82 @@ def check_model(model_path: str, fs: FeatureSet) -> dict:
 
 
 class ScoreBatch(ScalarFunction):
-    def __init__(self, feature_names: Sequence[str], model_path: Optional[str], expected_hash: str):
+    """Scores a batch of feature rows (one pandas Series per feature, then ``ingest_ms``).
+
+    With a registry (a folder with a ``current`` pointer) the UDF polls the pointer every
+    ``reload_interval_s`` and swaps in a newly promoted version without a restart; a version
+    that fails to load (or has another feature hash) is refused and the old one kept. A circuit
+    breaker hands batches to the rules while the model errors or is too slow.
+    """
+
+    def __init__(self, feature_names: Sequence[str], model_path: Optional[str], expected_hash: str,
+                 reload_interval_s: float = 5.0, breaker: Optional[dict] = None):
         self.feature_names = list(feature_names)
         self.model_path = model_path
         self.expected_hash = expected_hash
+        self.reload_interval_s = reload_interval_s
+        self.breaker_settings = dict(breaker or {})
 
     def open(self, function_context):
         self.model = None
         mg = function_context.get_metric_group()
-        self.fallbacks = mg.counter("fallbackDecisions")
-        self.scored = mg.counter("decisions")
+        self.m_fallbacks = mg.counter("fallbackDecisions")
+        self.m_decisions = mg.counter("decisions")
+        self.m_reloads = mg.counter("modelReloads")
+        self.m_trips = mg.counter("breakerTrips")
+        self.m_latency = mg.distribution("ingestToDecisionMs") if hasattr(mg, "distribution") else None
+        self.breaker = CircuitBreaker(**self.breaker_settings)
+        registry = self.model_path and (Path(self.model_path) / scoring.CURRENT_FILE).exists()
+        self.reloader = Reloader(lambda: scoring.current_version(self.model_path), self.reload_interval_s) \
+            if registry else None
         if self.model_path:
             try:
                 self.model = scoring.load_model(self.model_path, expected_hash=self.expected_hash)
+                if self.reloader:
+                    self.reloader.loaded(self.model.model_version)
             except Exception as e:  # a broken model must not stop payments: rules take over
                 log.error("model %s not loaded, scoring by rules: %s", self.model_path, e)
 
+    def _maybe_reload(self) -> None:
+        version = self.reloader.check() if self.reloader else None
+        if version is None:
+            return
+        try:
+            self.model = scoring.load_model(Path(self.model_path) / version, expected_hash=self.expected_hash)
+            self.m_reloads.inc()
+            log.warning("now serving model %s", version)
+        except Exception as e:
+            log.error("promoted model %s refused, keeping %s: %s", version,
+                      self.model.model_version if self.model else "rules", e)
+        self.reloader.loaded(version)  # do not retry a refused version on every batch
+
     def eval(self, *columns):
-        df = pd.concat(columns, axis=1)
+        *features, ingest = columns
+        df = pd.concat(features, axis=1)
         df.columns = self.feature_names
-        fallback = self.model is None
+        self._maybe_reload()
         out = None
-        if not fallback:
+        if self.model is not None and self.breaker.allow():
+            t0 = time.perf_counter()
+            trips = self.breaker.trips
             try:
                 out = self.model.score_frame(df)
+                self.breaker.record(True, (time.perf_counter() - t0) * 1000)
             except Exception as e:
                 log.error("scoring failed for a batch of %d, using rules: %s", len(df), e)
-                fallback = True
+                self.breaker.record(False, (time.perf_counter() - t0) * 1000)
+            if self.breaker.trips > trips:
+                self.m_trips.inc()
+                log.error("scoring circuit breaker open for %.0f s", self.breaker.cooldown_s)
+        fallback = out is None
         if fallback:
             out = scoring.rules_only(df)
-            self.fallbacks.inc(len(df))
-        self.scored.inc(len(df))
+            self.m_fallbacks.inc(len(df))
+        self.m_decisions.inc(len(df))
+        now = int(time.time() * 1000)
+        if self.m_latency is not None:
+            for lat in (now - ingest.dropna().to_numpy(dtype="int64")).tolist():
+                self.m_latency.update(lat)
         version = RULES_VERSION if fallback else self.model.model_version
         reasons = [r.split(scoring.REASON_SEP) if r else [] for r in out["reasons"]]
         return pd.DataFrame({
@@ -70,14 +117,14 @@ class ScoreBatch(ScalarFunction):
             "reasons": reasons,
             "model_version": [version] * len(df),
             "fallback": [fallback] * len(df),
-            "decide_ms": [int(time.time() * 1000)] * len(df),
+            "decide_ms": [now] * len(df),
         })
 
 
-def score_udf(fs: FeatureSet, model_path: Optional[str]):
-    """The pandas UDF scoring ``fs``'s feature columns, returning a ROW of RESULT_FIELDS."""
+def score_udf(fs: FeatureSet, model_path: Optional[str], **kwargs):
+    """The pandas UDF scoring ``fs``'s feature columns (then ``ingest_ms``) into a ROW of RESULT_FIELDS."""
     kinds = {"DOUBLE": DataTypes.DOUBLE(), "STRING": DataTypes.STRING(), "BOOLEAN": DataTypes.BOOLEAN(),
              "BIGINT": DataTypes.BIGINT(), "ARRAY<STRING>": DataTypes.ARRAY(DataTypes.STRING())}
     result = DataTypes.ROW([DataTypes.FIELD(n, kinds[t]) for n, t in RESULT_FIELDS])
-    return udf(ScoreBatch(fs.feature_names, model_path, fs.definition_hash), result_type=result,
+    return udf(ScoreBatch(fs.feature_names, model_path, fs.definition_hash, **kwargs), result_type=result,
                func_type="pandas")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from jobs.cli import main
@@ -91,6 +92,14 @@ class _Metrics:
     def get_metric_group(self):
         return self
 
+    def distribution(self, name):
+        outer = self
+
+        class D:
+            def update(self, v):
+                outer.counts[name] = outer.counts.get(name, 0) + 1
+        return D()
+
     def counter(self, name):
         outer = self
 
@@ -108,14 +117,15 @@ def _score(model_path, feats):
     ctx = _Metrics()
     fn.open(ctx)
     cols = [feats[c].reset_index(drop=True) for c in FRAUD_FEATURES.feature_names]
-    return fn.eval(*cols), ctx.counts
+    ingest = pd.Series([1_700_000_000_000] * len(feats), dtype="int64")
+    return fn.eval(*cols, ingest), ctx.counts
 
 
 def test_scoring_udf_uses_the_model(registry):
     out, counts = _score(str(registry[0]), registry[2].head(2000))
     assert not out["fallback"].any() and (out["model_version"] == registry[1].name).all()
     assert set(out["decision"]) <= {"approve", "step_up", "block"} and out["score"].between(0, 1).all()
-    assert counts == {"decisions": 2000}
+    assert counts == {"decisions": 2000, "ingestToDecisionMs": 2000}
 
 
 @pytest.mark.parametrize("broken", ["missing", "corrupt", "other_hash"])
@@ -138,3 +148,56 @@ def test_scoring_udf_falls_back_to_rules_and_says_so(registry, tmp_path, broken)
     from features.scoring import rules_only
 
     assert list(out["decision"]) == list(rules_only(feats.reset_index(drop=True))["decision"])
+
+
+def test_running_scorer_picks_up_a_newly_promoted_model(registry, tmp_path):
+    """Promote a new version while the UDF runs: the next batch is scored by it, no restart."""
+    import shutil
+
+    from features.fraud import FRAUD_FEATURES
+    from features.scoring import load_model, promote, save_model
+    from udfs.scoring import ScoreBatch
+
+    reg = tmp_path / "models"
+    shutil.copytree(registry[0], reg)
+    fn = ScoreBatch(FRAUD_FEATURES.feature_names, str(reg), FRAUD_FEATURES.definition_hash, reload_interval_s=0)
+    ctx = _Metrics()
+    fn.open(ctx)
+    feats = registry[2].head(300).reset_index(drop=True)
+    cols = [feats[c] for c in FRAUD_FEATURES.feature_names] + [pd.Series([0] * 300)]
+    assert set(fn.eval(*cols)["model_version"]) == {registry[1].name}
+
+    v2 = save_model(load_model(reg), reg)
+    promote(reg, v2.name)
+    assert set(fn.eval(*cols)["model_version"]) == {v2.name} and ctx.counts["modelReloads"] == 1
+
+    # a promoted version of another feature definition is refused; the serving one stays
+    v3 = save_model(load_model(reg), reg)
+    meta = json.loads((v3 / "metadata.json").read_text())
+    meta["definition_hash"] = "f" * 16
+    (v3 / "metadata.json").write_text(json.dumps(meta))
+    promote(reg, v3.name)
+    out = fn.eval(*cols)
+    assert set(out["model_version"]) == {v2.name} and not out["fallback"].any()
+
+
+def test_circuit_breaker_switches_to_rules_while_scoring_fails(registry):
+    from features.fraud import FRAUD_FEATURES
+    from udfs.scoring import ScoreBatch
+
+    fn = ScoreBatch(FRAUD_FEATURES.feature_names, str(registry[0]), FRAUD_FEATURES.definition_hash,
+                    breaker={"trip_after": 2, "cooldown_s": 3600})
+    ctx = _Metrics()
+    fn.open(ctx)
+    calls = []
+
+    def broken(df):
+        calls.append(len(df))
+        raise RuntimeError("model server on fire")
+    fn.model.score_frame = broken
+    feats = registry[2].head(100).reset_index(drop=True)
+    cols = [feats[c] for c in FRAUD_FEATURES.feature_names] + [pd.Series([0] * 100)]
+    outs = [fn.eval(*cols) for _ in range(5)]
+    assert all(o["fallback"].all() for o in outs)
+    assert len(calls) == 2  # tripped after two failures; the next three batches skip the model
+    assert ctx.counts["breakerTrips"] == 1 and ctx.counts["fallbackDecisions"] == 500
