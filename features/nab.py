@@ -18,7 +18,7 @@ Row order is arrival order: within a file, file order is kept as is, including t
 "what a producer replaying them side by side would send first": each row's arrival key is the
 largest timestamp of its file so far, ties by file then row.
 
-The directory is ``<repo>/../shared/data/nab`` unless STREAMSCORE_NAB_DIR (or the ``root``
+The directory is ``<repo>/data/nab`` (or ``<repo>/../shared/data/nab``) unless STREAMSCORE_NAB_DIR (or the ``root``
 argument) says otherwise.
 """
 from __future__ import annotations
@@ -40,13 +40,15 @@ LABELS_FILE = Path("labels") / "combined_windows.json"
 
 
 def nab_dir(root: Optional[Union[str, Path]] = None) -> Path:
-    """Where the NAB sample lives: ``root``, else $STREAMSCORE_NAB_DIR, else <repo>/../shared/data/nab."""
+    """Where the NAB sample lives: ``root``, else $STREAMSCORE_NAB_DIR, else <repo>/data/nab (a copy
+    shipped with the repository, MIT licence), else <repo>/../shared/data/nab."""
     if root is not None:
         return Path(root)
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return REPO_ROOT.parent / "shared" / "data" / "nab"
+    shipped = REPO_ROOT / "data" / "nab"
+    return shipped if shipped.is_dir() else REPO_ROOT.parent / "shared" / "data" / "nab"
 
 
 def guess_sensor(name: str) -> tuple:
