@@ -1,0 +1,172 @@
+"""The fraud job on a real standalone Flink cluster (JobManager + TaskManager processes started
+from the PyFlink wheel's scripts by `streamscore cluster up`), fed by the session's Kafka broker.
+
+One cluster for the whole module (a start costs 10-25 s): both submission paths run against it,
+`streamscore run fraud --cluster` and the plain `flink run -py jobs/submit.py`, then a TaskManager
+is killed and replaced.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from features.contracts import PAYMENT
+from features.synthetic import generate_payments, to_arrow
+from jobs.cli import main as cli
+from jobs.produce import produce_rows
+from jobs.runtime import ROOT
+
+N_EVENTS = 2000
+cluster_test = [pytest.mark.integration, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from jobs.cluster import FlinkCluster
+
+    c = FlinkCluster(rest_port=free_port(), taskmanagers=1, slots=2, run_dir=tmp_path_factory.mktemp("flink"))
+    t0 = time.monotonic()
+    c.start(timeout=180)
+    started = time.monotonic() - t0
+    try:
+        yield c
+    finally:
+        t0 = time.monotonic()
+        stopped = c.stop()
+        took = time.monotonic() - t0
+        print(f"\n[cluster] started in {started:.1f} s, stopped in {took:.1f} s")
+        assert stopped
+        assert not c.running() and not c.taskmanager_pids()
+
+
+@pytest.fixture(scope="module")
+def payments(kafka_broker):
+    """2,000 payments pre-loaded into their own topic; returns (topic, event ids)."""
+    frame = generate_payments(N_EVENTS, seed=3)
+    topic = f"cluster-payments-{os.getpid()}-{int(time.time())}"
+    produce_rows(kafka_broker.bootstrap, topic, to_arrow(frame, PAYMENT), PAYMENT)
+    return topic, set(frame["event_id"])
+
+
+def read_decisions(bootstrap: str, topic: str, expect: int, timeout: float = 240) -> list:
+    """Poll ``topic`` from the start until ``expect`` records arrived (or the timeout)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                out += [json.loads(m.value) for m in batch]
+    finally:
+        consumer.close()
+    return out
+
+
+def job_args(kafka_broker, topic: str, decisions: str, ckpt) -> list:
+    return ["run", "fraud", "--topic", topic, "--bootstrap", kafka_broker.bootstrap,
+            "--group-id", f"cluster-test-{decisions}", "--decisions", f"kafka:{decisions}",
+            "--features-out", "none", "--dead-letters", "none", "--late", "none",
+            "--checkpoint-dir", str(ckpt)]
+
+
+def check_running_and_cancel(cluster, job_id: str, expected_ids: set, decisions: list) -> None:
+    assert len(decisions) >= N_EVENTS, f"only {len(decisions)} of {N_EVENTS} decisions arrived"
+    assert {d["event_id"] for d in decisions} == expected_ids
+    jobs = {j["jid"]: j for j in cluster.jobs()}
+    assert jobs[job_id]["state"] == "RUNNING", jobs[job_id]
+    assert jobs[job_id]["name"] == "streamscore-fraud"
+    assert cluster.cancel(job_id) == "CANCELED"
+    assert cluster.job(job_id)["state"] == "CANCELED"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cluster_is_up(cluster):
+    st = cluster.status()
+    assert st["running"] and st["taskmanagers"] == 1 and st["slots_total"] == 2
+    assert st["slots_available"] == 2 and st["jobs_running"] == 0
+    assert len(cluster.taskmanager_pids()) == 1
+    line = cluster.describe()
+    assert "\n" not in line and cluster.rest_url in line and "1 TaskManager(s)" in line
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_fraud_job_with_cluster_flag(cluster, kafka_broker, payments, unique_topic, tmp_path, capsys):
+    topic, ids = payments
+    out = unique_topic("decisions")
+    t0 = time.monotonic()
+    rc = cli([*job_args(kafka_broker, topic, out, tmp_path / "ckpt"), "--cluster", cluster.address])
+    submitted = time.monotonic() - t0
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert f"cluster {cluster.address}" in printed  # not a local MiniCluster
+    job_id = re.search(r"job id ([0-9a-f]{32})", printed).group(1)
+    decisions = read_decisions(kafka_broker.bootstrap, out, N_EVENTS)
+    took = time.monotonic() - t0
+    check_running_and_cancel(cluster, job_id, ids, decisions)
+    with capsys.disabled():
+        print(f"\n[cluster] --cluster: submitted in {submitted:.1f} s, {N_EVENTS} decisions after {took:.1f} s")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_fraud_job_with_flink_run(cluster, kafka_broker, payments, unique_topic, tmp_path, capsys):
+    """The documented plain form: FLINK_CONF_DIR=flink-conf flink run -d -m ... -py jobs/submit.py ..."""
+    from jobs.cluster import submit_command
+
+    topic, ids = payments
+    out = unique_topic("decisions")
+    argv, env = submit_command(cluster.address, job_args(kafka_broker, topic, out, tmp_path / "ckpt"))
+    t0 = time.monotonic()
+    res = subprocess.run(argv, env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    submitted = time.monotonic() - t0
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    job_id = re.search(r"submitted with JobID ([0-9a-f]{32})", res.stdout).group(1)
+    decisions = read_decisions(kafka_broker.bootstrap, out, N_EVENTS)
+    took = time.monotonic() - t0
+    check_running_and_cancel(cluster, job_id, ids, decisions)
+    with capsys.disabled():
+        print(f"\n[cluster] flink run: submitted in {submitted:.1f} s, {N_EVENTS} decisions after {took:.1f} s")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kill_and_replace_taskmanager(cluster, capsys):
+    old = cluster.taskmanager_pids()
+    t0 = time.monotonic()
+    killed = cluster.kill_taskmanager()
+    assert killed == old[-1] and cluster.taskmanager_pids() == old[:-1]
+    new = cluster.start_taskmanager(timeout=120)
+    took = time.monotonic() - t0
+    assert new != killed and cluster.taskmanager_pids() == old[:-1] + [new]
+    with capsys.disabled():
+        print(f"\n[cluster] TaskManager killed and a new one registered in {took:.1f} s")
+
+
+def test_status_with_nothing_running_is_one_line_and_fails(tmp_path):
+    port = free_port()
+    res = subprocess.run([sys.executable, "-m", "jobs.cli", "cluster", "status", "--rest-port", str(port),
+                          "--run-dir", str(tmp_path / "flink")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode != 0
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "not running" in lines[0]
+    assert res.stderr == ""
