@@ -15,6 +15,7 @@ COMMANDS = {
     "run": "jobs.run",
     "backfill": "jobs.backfill",
     "train": "jobs.train",
+    "monitor": "jobs.monitor",
     "demo": "jobs.demo",
 }
 
