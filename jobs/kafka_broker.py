@@ -424,11 +424,43 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30) -> 
         admin.close()
 
 
+def consumer_lag(bootstrap: str, group: str, topics: Optional[Iterable[str]] = None) -> dict:
+    """Records not yet committed by consumer group ``group``: {(topic, partition): lag}.
+
+    Flink's Kafka source commits offsets on each completed checkpoint, so for a Flink job this
+    is the backlog as of its last checkpoint. Partitions without a committed offset count in full.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = _admin(bootstrap)
+    try:
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    wanted = set(topics) if topics else {tp.topic for tp in committed}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in sorted(wanted) for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts) if parts else {}
+        begins = consumer.beginning_offsets(parts) if parts else {}
+    finally:
+        consumer.close()
+    lag = {}
+    for tp in parts:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
+        lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+    return lag
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("kafka", help="run a local single-node Kafka broker (KRaft, loopback only)",
                               description="Start, stop or inspect a local Kafka broker run with java.")
-    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("action", choices=("up", "down", "status", "lag"),
+                   help="lag: records a consumer group (--group) has not committed yet")
+    p.add_argument("--group", default=None, help="consumer group for `lag` (a Flink job's --group-id)")
+    p.add_argument("--topic", action="append", default=None, help="restrict `lag` to these topics")
     p.add_argument("--port", type=int, default=_default_port(), help="broker port (default from "
                    "STREAMSCORE_BOOTSTRAP, else 9092)")
     p.add_argument("--controller-port", type=int, default=None, help="KRaft controller port (default port+1)")
@@ -448,6 +480,17 @@ def _default_port() -> int:
 def run(args) -> int:
     broker = KafkaBroker(port=args.port, data_dir=args.data_dir, controller_port=args.controller_port,
                          num_partitions=args.partitions)
+    if args.action == "lag":
+        if not args.group:
+            raise ValueError("kafka lag needs --group")
+        lag = consumer_lag(broker.bootstrap, args.group, args.topic)
+        if not lag:
+            print(f"kafka: group {args.group} has committed nothing on {broker.bootstrap}")
+            return 0
+        for (t, p), n in sorted(lag.items()):
+            print(f"{t}[{p}] lag {n:,}")
+        print(f"total lag of {args.group}: {sum(lag.values()):,}")
+        return 0
     if args.action == "up":
         was_running = broker.pid() is not None
         t0 = time.monotonic()
