@@ -428,7 +428,7 @@ class FlinkCluster:
         its heartbeats time out)."""
         return [tm["id"] for tm in self.rest("/taskmanagers")["taskmanagers"]]
 
-    def start_taskmanager(self, timeout: float = 60) -> int:
+    def start_taskmanager(self, timeout: float = 120) -> int:
         """Start one more TaskManager (e.g. to replace a killed one) with taskmanager.sh; returns
         its pid once it registered with the JobManager."""
         if not self.running():
@@ -454,7 +454,9 @@ class FlinkCluster:
                          timeout: float = 30) -> int:
         """Kill one TaskManager (default: the newest) with ``sig`` (default SIGKILL: a crash, no clean
         shutdown) and wait until the process is gone. Returns its pid. The JobManager notices the loss
-        after the heartbeat timeout (or at once when the connection drops) and restarts the job's tasks."""
+        and restarts the job's tasks once slots are free again: with a single TaskManager, call
+        ``start_taskmanager()``. Measured on the 2-core box under load (fraud job, 2 s checkpoints):
+        the replacement registered 20 s after the kill, every task was RUNNING again after 58 s."""
         pids = self.taskmanager_pids()
         if pid is None:
             if not pids:
