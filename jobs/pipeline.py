@@ -33,7 +33,8 @@ class StreamConfig:
     max_disorder_ms: int = 5_000  # bounded out-of-orderness of the watermark
     idleness_ms: int = 0  # >0: an input silent this long stops holding the watermark back (see README)
     allowed_lateness_ms: int = 0
-    max_future_ms: int = DAY_MS  # beyond this ahead of the stream / wall clock: dead letter
+    max_future_ms: int = DAY_MS  # beyond this ahead of the wall clock: dead letter
+    max_jump_ms: int = 7 * DAY_MS  # beyond this ahead of the stream: dead letter, unless confirmed
     max_past_ms: int = 365 * DAY_MS  # beyond this behind the stream: dead letter
     with_labels: bool = False  # carry label columns (training data) through to the feature rows
 
@@ -43,8 +44,8 @@ class StreamConfig:
         for name in ("max_disorder_ms", "idleness_ms", "allowed_lateness_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.max_future_ms <= 0 or self.max_past_ms <= 0:
-            raise ValueError("max_future_ms and max_past_ms must be > 0")
+        if min(self.max_future_ms, self.max_jump_ms, self.max_past_ms) <= 0:
+            raise ValueError("max_future_ms, max_jump_ms and max_past_ms must be > 0")
 
 
 class FeatureStreams(NamedTuple):
@@ -66,7 +67,8 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
     ev_cols = event_columns(contract, cfg.with_labels)
     uid = fs.name
     parsed = (rows.process(ParseEvents(contract, kafka=kafka, with_labels=cfg.with_labels, source=source,
-                                       max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms),
+                                       max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms,
+                                       max_jump_ms=cfg.max_jump_ms),
                            output_type=row_type(ev_cols))
               .name(f"{uid}/parse").uid(f"{uid}/parse"))
     timed = parsed

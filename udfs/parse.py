@@ -25,23 +25,29 @@ class ParseEvents(ProcessFunction):
 
     ``kafka``: input rows are (payload, topic, partition, offset) with a JSON payload;
     otherwise rows carry the contract's columns (from Parquet).
-    ``max_future_ms``/``max_past_ms``: an event_time this far ahead of the newest accepted
-    event (or of the wall clock) / behind it is absurd and dead-lettered as ``time_skew``,
-    before it can drag the watermark with it.
+    Absurd timestamps are dead-lettered as ``time_skew`` before they can drag the watermark:
+    more than ``max_future_ms`` ahead of the wall clock, more than ``max_jump_ms`` ahead of the
+    newest accepted event, or more than ``max_past_ms`` behind it. A stream that really jumps
+    ahead (a quiet week, a replay of another period) is accepted once CONFIRM_JUMP events in a
+    row agree on the new era; the first of them wait in the dead letters with their reason.
     """
 
+    CONFIRM_JUMP = 3
+
     def __init__(self, contract: EventContract, kafka: bool, with_labels: bool, source: str,
-                 max_future_ms: int, max_past_ms: int):
+                 max_future_ms: int, max_past_ms: int, max_jump_ms: int = 7 * 86_400_000):
         self.contract = contract
         self.kafka = kafka
         self.with_labels = with_labels
         self.source = source
         self.max_future_ms = max_future_ms
         self.max_past_ms = max_past_ms
+        self.max_jump_ms = max_jump_ms
         self.names = contract.field_names + (contract.label_names if with_labels else ())
 
     def open(self, runtime_context):
         self.newest = None  # newest accepted event_time in this subtask
+        self.jumps = []  # consecutive events refused as jumping ahead of the stream
         mg = runtime_context.get_metrics_group()
         self.accepted = mg.counter("eventsAccepted")
         self.rejected = mg.counter("eventsDeadLettered")
@@ -76,8 +82,13 @@ class ParseEvents(ProcessFunction):
     def _check_skew(self, t: int, now_ms: int) -> None:
         if t > now_ms + self.max_future_ms:
             raise InvalidEvent(TIME_SKEW, f"event_time {t} is {t - now_ms} ms ahead of the wall clock")
-        if self.newest is not None:
-            if t > self.newest + self.max_future_ms:
+        if self.newest is None:
+            return
+        if t > self.newest + self.max_jump_ms:
+            self.jumps.append(t)
+            if len(self.jumps) < self.CONFIRM_JUMP:
                 raise InvalidEvent(TIME_SKEW, f"event_time {t} is {t - self.newest} ms ahead of the stream")
-            if t < self.newest - self.max_past_ms:
-                raise InvalidEvent(TIME_SKEW, f"event_time {t} is {self.newest - t} ms behind the stream")
+            self.newest = min(self.jumps)  # confirmed: the stream moved on
+        self.jumps.clear()
+        if t < self.newest - self.max_past_ms:
+            raise InvalidEvent(TIME_SKEW, f"event_time {t} is {self.newest - t} ms behind the stream")
