@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "jobs.train",
     "monitor": "jobs.monitor",
     "demo": "jobs.demo",
+    "bench": "jobs.bench",
 }
 
 
