@@ -83,7 +83,7 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
     ordering = "event-time" if batch else cfg.ordering
     feats = (timed.key_by(lambda r: r[key_index], key_type=Types.STRING())
              .process(KeyedFeatures(new_state, [n for n, _ in ev_cols], fs.key, ordering,
-                                    cfg.allowed_lateness_ms, labels, source),
+                                    cfg.allowed_lateness_ms, labels, source, batch=batch),
                       output_type=row_type(feature_columns(fs, cfg.with_labels)))
              .name(f"{uid}/features").uid(f"{uid}/features"))
     return FeatureStreams(feats, parsed.get_side_output(DEAD_LETTERS), feats.get_side_output(LATE_EVENTS))

@@ -30,11 +30,13 @@ from udfs.types import REJECT_COLUMNS, row_type
 LATE_EVENTS = OutputTag("late-events", row_type(REJECT_COLUMNS))
 ORDERINGS = ("arrival", "event-time")
 _NO_WATERMARK = -(2 ** 63)
+_END_OF_KEY = 2 ** 63 - 2  # a BATCH-mode timer that fires once the key's input is exhausted
 
 
 class KeyedFeatures(KeyedProcessFunction):
     def __init__(self, new_state: Callable, event_names: Sequence[str], key: str, ordering: str,
-                 allowed_lateness_ms: int, label_names: Sequence[str] = (), source: str = ""):
+                 allowed_lateness_ms: int, label_names: Sequence[str] = (), source: str = "",
+                 batch: bool = False):
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
         if allowed_lateness_ms < 0:
@@ -46,6 +48,7 @@ class KeyedFeatures(KeyedProcessFunction):
         self.lateness = allowed_lateness_ms
         self.label_names = tuple(label_names)
         self.source = source
+        self.batch = batch
 
     def open(self, runtime_context):
         self.history = runtime_context.get_state(
@@ -56,9 +59,20 @@ class KeyedFeatures(KeyedProcessFunction):
         mg = runtime_context.get_metrics_group()
         self.emitted = mg.counter("featureRowsEmitted")
         self.late = mg.counter("eventsLate")
+        # BATCH mode feeds one key's records together and fires its timers when the key is done,
+        # and nothing is checkpointed: a plain dict replaces per-event state round trips.
+        self.key_buffer = {}
 
     def process_element(self, value, ctx):
         ev = dict(zip(self.event_names, value))
+        if self.batch:
+            key = ev[self.key]
+            pending = self.key_buffer.get(key)
+            if pending is None:
+                pending = self.key_buffer[key] = []
+                ctx.timer_service().register_event_time_timer(_END_OF_KEY)
+            pending.append(ev)
+            return
         t = ev["event_time"]
         wm = ctx.timer_service().current_watermark()
         if wm != _NO_WATERMARK and t + self.lateness <= wm:
@@ -83,6 +97,14 @@ class KeyedFeatures(KeyedProcessFunction):
         self.buffer.put(t, pending)
 
     def on_timer(self, timestamp, ctx):
+        if self.batch:
+            pending = self.key_buffer.pop(ctx.get_current_key(), [])
+            pending.sort(key=lambda e: (e["event_time"], e["event_id"]))
+            state = self.new_state()
+            for ev in pending:
+                self.emitted.inc()
+                yield self._row(ev, state.update(ev))
+            return
         t = timestamp - self.lateness
         pending = self.buffer.get(t)
         if not pending:
