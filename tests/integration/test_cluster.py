@@ -61,12 +61,13 @@ def payments(kafka_broker):
     return topic, set(frame["event_id"])
 
 
-def read_decisions(bootstrap: str, topic: str, expect: int, timeout: float = 240) -> list:
+def read_decisions(bootstrap: str, topic: str, expect: int, timeout: float = 240,
+                   isolation: str = "read_uncommitted") -> list:
     """Poll ``topic`` from the start until ``expect`` records arrived (or the timeout)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=1000)
+                             enable_auto_commit=False, isolation_level=isolation)
     out = []
     deadline = time.monotonic() + timeout
     try:
@@ -174,19 +175,7 @@ def test_status_with_nothing_running_is_one_line_and_fails(tmp_path):
 
 def read_committed(bootstrap: str, topic: str, expect: int, timeout: float = 300) -> list:
     """Decisions a read_committed consumer sees (transactions of a crashed attempt stay invisible)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, isolation_level="read_committed")
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=1000).values():
-                out += [json.loads(m.value) for m in batch]
-    finally:
-        consumer.close()
-    return out
+    return read_decisions(bootstrap, topic, expect, timeout, isolation="read_committed")
 
 
 @pytest.mark.integration
