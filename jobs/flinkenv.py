@@ -67,6 +67,9 @@ def prepare_process_env() -> None:
     if old:
         paths += [p for p in old.split(os.pathsep) if p not in paths]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    # Set by PyFlink in processes that ran Python UDF code (e.g. a test process); a job client
+    # started from such a process (inherits it) would refuse to launch its gateway.
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     os.environ.setdefault("FLINK_CONF_DIR", str(FLINK_CONF_DIR))
     log_dir = RUN_DIR / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
