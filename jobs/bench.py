@@ -310,7 +310,7 @@ def render_markdown(results: dict) -> str:
     meta = results.get("meta", {})
     out = ["# streamscore bench results", ""]
     if meta:
-        out.append(f"`{meta.get('command', 'streamscore bench')}`, {meta.get('date', '?')}, commit "
+        out.append(f"`{meta.get('command', 'streamscore bench')}`, {meta.get('date', '?')}, repository at "
                    f"{meta.get('commit', '?')}, {meta.get('cpus', '?')} CPUs; load average at start "
                    f"{meta.get('loadavg_start', '?')}, at end {meta.get('loadavg_end', '?')}.")
         for m in meta.get("merged", []):
@@ -383,11 +383,14 @@ def render_markdown(results: dict) -> str:
         rows = []
         for r in mem["runs"]:
             cp = r.get("checkpoint_mb_at") or {}
+            st = r.get("state_mb_at") or {}
             rows.append([r["job"], f"{r['events']:,}", fmt_num(r.get("events_per_s")),
                          fmt_num(r.get("rss_peak_mb")), fmt_num(r.get("rss_end_mb")),
+                         " / ".join(fmt_num(st.get(k), 1) for k in ("25%", "50%", "75%", "100%")),
                          " / ".join(fmt_num(cp.get(k), 1) for k in ("25%", "50%", "75%", "100%"))])
         out.append(md_table(["job", "events", "events/s (net)", "peak RSS MB", "RSS at end MB",
-                             "checkpoint dir MB at 25/50/75/100 % of the stream"], rows))
+                             "checkpointed state MB at 25/50/75/100 %",
+                             "checkpoint folder MB at 25/50/75/100 %"], rows))
         out.append("")
     prof = results.get("profile")
     if prof:
@@ -414,7 +417,7 @@ def render_markdown(results: dict) -> str:
                          "on one core for the Python work alone.")
             out.append("")
         if prof.get("ablations"):
-            out.append(md_table(["fraud job variant", "events/s (net)", "events/s (span)", "events/CPU s"],
+            out.append(md_table(["variant (same topic)", "events/s (net)", "events/s (span)", "events/CPU s"],
                                 [[a["variant"], fmt_num(a.get("events_per_s")), fmt_num(a.get("events_per_s_span")),
                                   fmt_num(a.get("events_per_cpu_s"))] for a in prof["ablations"]]))
             out.append("")
@@ -871,6 +874,8 @@ class JobProcess:
         self.rest_port = free_port() if rest else None
         self.timeline: list = []  # (t since start, output records, rss bytes, checkpoint bytes or None)
         self.rest_last = None
+        self.track_checkpoints = False
+        self.checkpoints: list = []
         self.proc = None
         self.sampler = None
         self._stop = threading.Event()
@@ -927,6 +932,10 @@ class JobProcess:
                 snap = rest_snapshot(self.rest_port)
                 if snap is not None:
                     self.rest_last = snap
+                if self.track_checkpoints:
+                    hist = checkpoint_history(self.rest_port)
+                    known = {c["trigger_s"] for c in self.checkpoints}
+                    self.checkpoints += [c for c in hist if c["trigger_s"] not in known and c["status"] == "COMPLETED"]
             self._stop.wait(self.sample_every)
 
     @property
@@ -1001,6 +1010,8 @@ class JobProcess:
         res["rss_peak_mb"] = round(max(rss) / 2**20, 1) if rss else None
         res["rest"] = self.rest_last
         res["timeline"] = self.timeline
+        if self.track_checkpoints:
+            res["checkpoints"] = [dict(c, t=round(c["trigger_s"] - self.t_start, 2)) for c in self.checkpoints]
         if self.watch is not None:
             try:
                 first, last = self.watch.time_span()
@@ -1239,8 +1250,11 @@ def run_fraud(bench: Bench, topic: str, events: int, label: str, parallelism: in
         argv = fraud_argv(bench, topic, None, ckpt, parallelism, model, extra=extra, features_out=f"kafka:{out}")
     else:
         argv = fraud_argv(bench, topic, out, ckpt, parallelism, model, extra=extra)
-    job = JobProcess(bench, label, {"kind": "cli", "argv": argv}, out_topic=out,
-                     ckpt_dir=ckpt if sample_ckpt else None).start()
+    job = JobProcess(bench, label, {"kind": "cli", "argv": argv,
+                                    "options": {"web.checkpoints.history": "1000"} if sample_ckpt else {}},
+                     out_topic=out, ckpt_dir=ckpt if sample_ckpt else None)
+    job.track_checkpoints = sample_ckpt
+    job.start()
     res = throughput_fields(job.wait(expected=events, desc=label), events)
     res["command"] = "streamscore " + " ".join(shlex.quote(a) for a in argv + _dflags(job.spec))
     _cleanup_dir(ckpt, keep=sample_ckpt)
@@ -1256,7 +1270,11 @@ def run_sql(bench: Bench, topic: str, events: int, label: str, parallelism: int 
     spec = {"kind": "sql", "bootstrap": bench.bootstrap, "topic": topic, "out_topic": out,
             "parallelism": parallelism, "checkpoint_dir": str(ckpt), "state_backend": bench.state_backend,
             "group_id": f"bench-sql-{out}"}
-    job = JobProcess(bench, label, spec, out_topic=out, ckpt_dir=ckpt if sample_ckpt else None).start()
+    if sample_ckpt:
+        spec["options"] = {"web.checkpoints.history": "1000"}
+    job = JobProcess(bench, label, spec, out_topic=out, ckpt_dir=ckpt if sample_ckpt else None)
+    job.track_checkpoints = sample_ckpt
+    job.start()
     res = throughput_fields(job.wait(expected=events, desc=label), events)
     res["sql"] = velocity_sql(spec)[-1]
     _cleanup_dir(ckpt, keep=sample_ckpt)
@@ -1634,7 +1652,8 @@ def checkpoint_history(port: Optional[int]) -> list:
     except Exception:
         return []
     return sorted(({"trigger_s": h.get("trigger_timestamp", 0) / 1000, "duration_ms": h.get("end_to_end_duration"),
-                    "size_bytes": h.get("checkpointed_size", h.get("state_size")), "status": h.get("status")}
+                    "state_bytes": h.get("state_size"), "persisted_bytes": h.get("checkpointed_size"),
+                    "status": h.get("status")}
                    for h in hist), key=lambda c: c["trigger_s"])
 
 
@@ -1686,15 +1705,18 @@ def section_memory(bench: Bench, args) -> dict:
             r = run_sql(bench, topic, n, "sql-long", sample_ckpt=True)
         p.info(_tp_line(job, r))
         tl = r["timeline"]
+        ckpts = checkpoint_progress(r.get("checkpoints") or [], tl)
         runs.append({"job": job, "events": n, "events_per_s": r["events_per_s"], "rss_peak_mb": r["rss_peak_mb"],
-                     "rss_end_mb": _last_rss_mb(tl), "checkpoint_mb_at": _ckpt_at(tl, n), "timeline": tl,
+                     "rss_end_mb": _last_rss_mb(tl), "checkpoint_mb_at": _ckpt_at(tl, n),
+                     "state_mb_at": _state_at(ckpts, n), "checkpoints": ckpts, "timeline": tl,
                      "net_s": r["net_s"], "loadavg": r["loadavg"]})
         _cleanup_dir(bench.work / "ckpt")
     return {"events": n, "days": days, "cards": args.cards, "load": load, "runs": runs,
             "note": ("Stream length x10 at the same event rate per day, so per-card history must plateau once the "
                      "30-day retention is reached. RSS: all processes of the job (JVM incl. RocksDB, Python "
-                     "workers). Checkpoint size: bytes in the job's checkpoint folder (retained checkpoints incl. "
-                     "shared incremental RocksDB files), a proxy for state size.")}
+                     "workers). State: the full state size of each completed checkpoint (REST checkpoint history); the "
+                     "checkpoint folder (2 retained incremental RocksDB checkpoints, compacted now and then) "
+                     "is shown too.")}
 
 
 def _last_rss_mb(tl: list) -> Optional[float]:
@@ -1707,6 +1729,35 @@ def _last_rss_mb(tl: list) -> Optional[float]:
         if (n or 0) >= mx:
             return round(r / 2**20, 1)
     return round(vals[-1][2] / 2**20, 1)
+
+
+def checkpoint_progress(ckpts: list, tl: list) -> list:
+    """Completed checkpoints with the output count at their trigger time: [(events, state MB, persisted MB)].
+
+    >>> checkpoint_progress([{"t": 1.5, "state_bytes": 2**20, "persisted_bytes": 2**19}],
+    ...                     [(0.0, 0, 1, None), (1.0, 10, 1, None), (2.0, 30, 1, None)])
+    [[10, 1.0, 0.5]]
+    """
+    out = []
+    for c in ckpts:
+        n = 0
+        for t, k, _, _ in tl:
+            if t > c["t"]:
+                break
+            n = k if k is not None else n
+        if c.get("state_bytes") is not None:
+            out.append([n, round(c["state_bytes"] / 2**20, 2),
+                        round((c.get("persisted_bytes") or 0) / 2**20, 2)])
+    return out
+
+
+def _state_at(ckpts: list, total: int) -> dict:
+    """Full state size (MB) of the last checkpoint before 25/50/75/100 % of the stream."""
+    out = {}
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        before = [mb for n, mb, _ in ckpts if n <= frac * total]
+        out[f"{int(frac * 100)}%"] = before[-1] if before else None
+    return out
 
 
 def _ckpt_at(tl: list, total: int) -> dict:
@@ -1970,18 +2021,22 @@ def make_plots(results: dict, out: Path) -> list:
     if lat and lat.get("runs"):
         series_plot(lat, out, plt, files)
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for run in lat["runs"]:
+        styles = ["-", "--", ":", "-."]
+        for k, run in enumerate(lat["runs"]):
             phases = [ph for ph in run.get("phases", []) if (ph.get("consumer") or {}).get("p99") is not None]
             if not phases:
                 continue
             lab = f"{run['variant']}, {run['delivery']}"
-            ax1.plot([ph["rate"] for ph in phases], [ph["consumer"]["p99"] for ph in phases], "o-", label=f"p99 {lab}")
-            ax1.plot([ph["rate"] for ph in phases], [ph["consumer"]["p50"] for ph in phases], "x--", label=f"p50 {lab}")
-            for ph in phases:
+            color = f"C{k}"
+            ax1.plot([ph["rate"] for ph in phases], [ph["consumer"]["p99"] for ph in phases], "o-", color=color,
+                     label=f"p99 {lab}")
+            ax1.plot([ph["rate"] for ph in phases], [ph["consumer"]["p50"] for ph in phases], "x--", color=color,
+                     label=f"p50 {lab}")
+            for j, ph in enumerate(phases):
                 s = ph.get("samples") or []
                 if s:
-                    ax2.plot(s, [i / max(1, len(s) - 1) for i in range(len(s))],
-                             label=f"{ph['rate']:,}/s {lab}")
+                    ax2.plot(s, [i / max(1, len(s) - 1) for i in range(len(s))], color=color,
+                             ls=styles[j % len(styles)], label=f"{ph['rate']:,}/s {lab}")
         ax1.axhline(TARGETS["latency_p99_ms"], color="grey", ls=":", label="p99 target")
         ax1.set_xlabel("producer rate (events/s)")
         ax1.set_ylabel("ms, consumer-observed")
@@ -2010,13 +2065,17 @@ def make_plots(results: dict, out: Path) -> list:
                 if c is not None:
                     xs2.append(last_n)
                     ck.append(c / 2**20)
-            ax1.plot(xs, rss, label=r["job"])
-            ax2.plot(xs2, ck, label=r["job"])
+            line = ax1.plot(xs, rss, label=r["job"])[0]
+            ax2.plot(xs2, ck, color=line.get_color(), alpha=0.35, label=f"{r['job']}: checkpoint folder")
+            cps = r.get("checkpoints") or []
+            if cps:
+                ax2.plot([c[0] for c in cps], [c[1] for c in cps], "o-", ms=3, color=line.get_color(),
+                         label=f"{r['job']}: checkpointed state (REST)")
         ax1.set_xlabel("events processed")
         ax1.set_ylabel("RSS MB (all job processes)")
         ax1.set_title(f"Memory, {mem['events']:,} events, {mem['cards']:,} cards, {mem['days']:g} days")
         ax2.set_xlabel("events processed")
-        ax2.set_ylabel("checkpoint folder MB")
+        ax2.set_ylabel("MB")
         ax2.set_title("State (checkpoint size)")
         ax1.legend()
         ax2.legend()
@@ -2140,11 +2199,15 @@ def bench_main(args) -> int:
     if args.merge and (out / "results.json").exists():
         results = json.loads((out / "results.json").read_text())
         results.pop("figures", None)
-        results.setdefault("meta", {}).setdefault("merged", []).append(command)
-    results.setdefault("meta", {}).update(
-        {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": _git_commit(), "cpus": os.cpu_count(),
-         "loadavg_start": loadavg(), "state_backend": args.state_backend, "quick": bool(args.quick)})
-    results["meta"].setdefault("command", command)
+        merged = results.setdefault("meta", {}).setdefault("merged", [])
+        if command not in merged and command != results["meta"].get("command"):
+            merged.append(command)
+    first = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": _git_commit(), "cpus": os.cpu_count(),
+             "loadavg_start": loadavg(), "state_backend": args.state_backend, "quick": bool(args.quick),
+             "command": command}
+    merging = bool(results.get("meta", {}).get("command"))
+    for k, v in first.items():  # a merge keeps the first run's header; each section says when it ran
+        results.setdefault("meta", {}).setdefault(k, v)
     progress.step(f"Kafka broker on 127.0.0.1:{args.port}")
     broker = KafkaBroker(port=args.port, data_dir=work / f"kafka-{args.port}")
     ours = broker.pid() is None
@@ -2179,8 +2242,10 @@ def bench_main(args) -> int:
                 sys.stderr.write(f"bench: could not delete topics: {e}\n")
         if ours:
             broker.stop()
-        results["meta"]["loadavg_end"] = loadavg()
-        results["meta"]["seconds"] = round(time.monotonic() - progress.t0, 1)
+        if not merging:
+            results["meta"]["loadavg_end"] = loadavg()
+        if not merging:
+            results["meta"]["seconds"] = round(time.monotonic() - progress.t0, 1)
         paths = _write_results(results, out, plots=True)
     print(f"results: {', '.join(str(p) for p in paths)}")
     print((out / "results.md").read_text().split("\n## ")[0])
