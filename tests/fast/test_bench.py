@@ -60,13 +60,16 @@ def test_quick_and_full_defaults():
     bench.resolve_defaults(q)
     assert (q.events, q.cards, q.backfill_events) == (20_000, 2_000, 50_000)
     assert q.sections.split(",") == list(bench.QUICK_SECTIONS)
-    assert q.delivery == "at-least-once" and q.latency_variant == ["default"]
+    assert q.delivery == "at-least-once" and q.latency_variant == ["default"] and q.ablations is False
     assert q.out.endswith("bench/results/quick")
     f = _args("--events", "1234", "--rates", "500")
     bench.resolve_defaults(f)
     assert (f.events, f.backfill_events, f.rates) == (1234, 1_000_000, "500")
     assert f.sections.split(",") == list(bench.SECTIONS)
-    assert f.delivery == "at-least-once,exactly-once" and len(f.latency_variant) == 2
+    assert f.delivery == "at-least-once,exactly-once" and len(f.latency_variant) == 2 and f.ablations is True
+    a = _args("--quick", "--ablations")
+    bench.resolve_defaults(a)
+    assert a.ablations is True
     for bad in (["--sections", "speed"], ["--delivery", "maybe"], ["--events", "0"]):
         a = _args(*bad)
         with pytest.raises(ValueError):
@@ -161,12 +164,12 @@ def _results():
     return {
         "meta": {"command": "streamscore bench --quick", "date": "2026-11-22", "commit": "abc", "cpus": 2,
                  "loadavg_start": "1 1 1", "loadavg_end": "2 2 2"},
-        "throughput": {"events": 1000, "fraud": fraud, "sql": sql, "note": "how it was measured"},
+        "throughput": {"events": 200_000, "fraud": fraud, "sql": sql, "note": "how it was measured"},
         "scaling": {"runs": [{"job": "fraud", "parallelism": 1, "events_per_s": 100.0, "speedup": 1.0},
                              {"job": "fraud", "parallelism": 2, "events_per_s": 150.0, "speedup": 1.5},
                              {"job": "sql", "parallelism": 1, "events_per_s": 400.0, "speedup": 1.0},
                              {"job": "sql", "parallelism": 2, "events_per_s": 700.0, "speedup": 1.75}]},
-        "backfill": {"events": 5000, "flink": {"wall_s": 40.0, "net_s": 25.0, "rows_per_s": 200.0,
+        "backfill": {"events": 1_000_000, "flink": {"wall_s": 40.0, "net_s": 25.0, "rows_per_s": 200.0,
                                                "rows_per_s_wall": 125.0, "cpu_s": 30.0},
                      "reference": {"seconds": 1.0, "rows_per_s": 5000.0, "cpu_s": 1.0},
                      "check": {"agree": True, "compared": 5000, "missing_in_flink": 0, "extra_in_flink": 0,
@@ -201,6 +204,16 @@ def test_summary_rows_state_targets():
     lat = [r for r in rows if r[0].startswith("Latency")]
     assert lat[0][1] == "25.0 / 132.0 / 146.4" and lat[0][5] == "**no**"  # p99 146 ms at 2,000/s
     assert lat[1][5] == "–"  # 5,000/s has no target
+
+
+def test_small_runs_are_not_judged():
+    res = _results()
+    res["throughput"]["events"] = 20_000
+    res["backfill"]["events"] = 50_000
+    rows = bench.summary_rows(res)
+    assert rows[0][5] == "–" and "too few events" in rows[0][0]
+    bf = next(r for r in rows if r[0].startswith("Backfill, "))
+    assert bf[5] == "–"
 
 
 def test_render_markdown_has_every_section():
