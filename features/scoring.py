@@ -66,7 +66,12 @@ def col(df: pd.DataFrame, name: str) -> np.ndarray:
     """Column ``name`` as float64 with NaN for nulls (bools become 0/1); all-NaN if absent."""
     if name not in df.columns:
         return np.full(len(df), np.nan)
-    s = df[name]
+    return as_float(df[name])
+
+
+def as_float(values) -> np.ndarray:
+    """A column (Series, array, list) as float64 with NaN for nulls; booleans become 0/1."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
     if s.dtype == np.float64:
         return s.to_numpy()
     try:

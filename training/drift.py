@@ -57,6 +57,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from features.scoring import as_float  # noqa: F401  (also part of this module's API)
+
 BINS = 10
 EPSILON = 1e-4
 WATCH = 0.1
@@ -107,15 +109,6 @@ def check_threshold(threshold: float) -> float:
 
 # -- bins ----------------------------------------------------------------------------------
 
-def as_float(values) -> np.ndarray:
-    """A column (Series, array, list) as float64 with NaN for nulls; booleans become 0/1."""
-    s = values if isinstance(values, pd.Series) else pd.Series(values)
-    if s.dtype == np.float64:
-        return s.to_numpy()
-    try:
-        return s.to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError):
-        return pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def cut_points(reference: np.ndarray, bins: int = BINS) -> np.ndarray:
