@@ -281,6 +281,52 @@ def dead_letter(raw: Any, reason: str, detail: str = "", source: str = "", parti
 
 DEAD_LETTER_FIELDS = ("reason", "detail", "raw", "source", "partition", "offset")
 
+# What a dead letter keeps of its payload: the whole payload up to MAX_RAW_KEPT bytes, else a
+# prefix of that size (size and SHA-256 always describe the whole original), so every dead
+# letter fits a Kafka record whatever arrived.
+MAX_RAW_KEPT = 16_384
+MAX_DETAIL_CHARS = 1_000
+
+
+def bounded_raw(raw: Any) -> tuple:
+    """(text, encoding, size in bytes, sha256 hex) of a payload, its text at most MAX_RAW_KEPT bytes.
+
+    UTF-8 payloads stay text (``utf-8``); any other bytes are kept as base64 (``base64``), so the
+    original bytes can always be recovered.
+
+    >>> bounded_raw(b"ok")[:3], bounded_raw(bytes([255]))[:3]
+    (('ok', 'utf-8', 2), ('/w==', 'base64', 1))
+    >>> text, enc, size, sha = bounded_raw("x" * 20_000); len(text), size
+    (16384, 20000)
+    """
+    import base64
+    import hashlib
+
+    if raw is None:
+        return None, None, None, None
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", errors="surrogatepass")
+    elif isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
+    else:
+        data = json.dumps(raw, default=str).encode("utf-8", errors="surrogatepass")
+    kept = data[:MAX_RAW_KEPT]
+    if len(kept) < len(data):  # do not split a UTF-8 character at the cut
+        kept = kept.decode("utf-8", errors="ignore").encode("utf-8") if _utf8(data) else kept
+    if _utf8(kept):
+        text, encoding = kept.decode("utf-8"), "utf-8"
+    else:
+        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    return text, encoding, len(data), hashlib.sha256(data).hexdigest()
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
 
 def dead_letter_arrow_schema():
     import pyarrow as pa

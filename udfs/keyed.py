@@ -25,7 +25,7 @@ from pyflink.datastream.functions import KeyedProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from features.contracts import LATE
-from udfs.types import REJECT_COLUMNS, row_type
+from udfs.types import REJECT_COLUMNS, reject_row, row_type
 
 LATE_EVENTS = OutputTag("late-events", row_type(REJECT_COLUMNS))
 ORDERINGS = ("arrival", "event-time")
@@ -78,9 +78,9 @@ class KeyedFeatures(KeyedProcessFunction):
         if wm != _NO_WATERMARK and t + self.lateness <= wm:
             self.late.inc()
             raw = json.dumps({k: v for k, v in ev.items() if k not in ("src_partition", "src_offset")})
-            yield LATE_EVENTS, Row(LATE, f"event_time {t} is {wm - t} ms behind the watermark {wm} "
-                                   f"(allowed lateness {self.lateness} ms)", raw, self.source,
-                                   ev.get("src_partition"), ev.get("src_offset"), ev.get("ingest_ms"))
+            yield LATE_EVENTS, reject_row(LATE, f"event_time {t} is {wm - t} ms behind the watermark {wm} "
+                                          f"(allowed lateness {self.lateness} ms)", raw, self.source,
+                                          ev.get("src_partition"), ev.get("src_offset"), ev.get("ingest_ms"))
             return
         if not self.event_time_order:
             state = self.history.value() or self.new_state()

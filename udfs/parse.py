@@ -15,7 +15,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import ProcessFunction
 
 from features.contracts import RAW_PAYLOAD, TIME_SKEW, EventContract, InvalidEvent
-from udfs.types import REJECT_COLUMNS, row_type
+from udfs.types import REJECT_COLUMNS, reject_row, row_type
 
 DEAD_LETTERS = OutputTag("dead-letters", row_type(REJECT_COLUMNS))
 
@@ -72,7 +72,7 @@ class ParseEvents(ProcessFunction):
             if raw is None:
                 raw = json.dumps({k: v for k, v in value.as_dict().items() if k != RAW_PAYLOAD},
                                  default=str)
-            yield DEAD_LETTERS, Row(e.reason, e.detail, raw, source, partition, offset, ingest)
+            yield DEAD_LETTERS, reject_row(e.reason, e.detail, raw, source, partition, offset, ingest)
             return
         if self.newest is None or t > self.newest:
             self.newest = t

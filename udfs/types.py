@@ -15,9 +15,29 @@ _SQL = {"STRING": Types.STRING, "BIGINT": Types.LONG, "DOUBLE": Types.DOUBLE, "B
 # Lineage carried with every accepted event: when it entered the job and where it came from.
 EVENT_EXTRAS = (("ingest_ms", "BIGINT"), ("src_partition", "INT"), ("src_offset", "BIGINT"))
 
-# Dead letters and late events share one shape, so one sink serves both.
-REJECT_COLUMNS = (("reason", "STRING"), ("detail", "STRING"), ("raw", "STRING"), ("source", "STRING"),
+# Dead letters and late events share one shape, so one sink serves both. ``raw`` is the payload
+# as text (``raw_encoding`` utf-8), or base64 of bytes that are not UTF-8; a payload longer than
+# contracts.MAX_RAW_KEPT keeps only a prefix, and ``raw_size`` / ``raw_sha256`` always describe
+# the whole original.
+REJECT_COLUMNS = (("reason", "STRING"), ("detail", "STRING"), ("raw", "STRING"), ("raw_encoding", "STRING"),
+                  ("raw_size", "BIGINT"), ("raw_sha256", "STRING"), ("source", "STRING"),
                   ("src_partition", "INT"), ("src_offset", "BIGINT"), ("ingest_ms", "BIGINT"))
+
+
+def reject_row(reason: str, detail: str, raw, source: str, partition, offset, ingest_ms):
+    """A dead-letter / late row in REJECT_COLUMNS order; ``raw`` is bytes, str or None."""
+    from pyflink.common import Row
+
+    from features.contracts import bounded_raw
+
+    text, encoding, size, sha = bounded_raw(raw)
+    return Row(reason, bounded_detail(detail), text, encoding, size, sha, source, partition, offset, ingest_ms)
+
+
+def bounded_detail(detail: str) -> str:
+    from features.contracts import MAX_DETAIL_CHARS
+
+    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[:MAX_DETAIL_CHARS] + "..."
 
 
 def event_columns(contract: EventContract, with_labels: bool) -> list:
