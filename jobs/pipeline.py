@@ -6,7 +6,7 @@ the output streams, so the same graph runs on Kafka, on Parquet, in tests and in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
@@ -34,9 +34,13 @@ class StreamConfig:
     idleness_ms: int = 0  # >0: an input silent this long stops holding the watermark back (see README)
     allowed_lateness_ms: int = 0
     max_future_ms: int = DAY_MS  # beyond this ahead of the wall clock: dead letter
-    max_jump_ms: int = 7 * DAY_MS  # beyond this ahead of the stream: dead letter, unless confirmed
+    max_jump_ms: int = 3_600_000  # beyond this ahead of the stream: dead letter, unless confirmed
     max_past_ms: int = 365 * DAY_MS  # beyond this behind the stream: dead letter
     with_labels: bool = False  # carry label columns (training data) through to the feature rows
+    dedup_horizon_ms: int = 7 * DAY_MS  # a repeated event_id within this much event time is a duplicate
+    max_amount: float = 1e7  # plausible maximum of a payment amount; beyond: out_of_range
+    max_record_bytes: int = 65_536  # a payload larger than this is dead-lettered as too_large
+    counts_dir: Optional[str] = None  # where operators write their end-of-run counts (udfs.counters)
 
     def __post_init__(self):
         if self.ordering not in ORDERINGS:
@@ -46,6 +50,12 @@ class StreamConfig:
                 raise ValueError(f"{name} must be >= 0")
         if min(self.max_future_ms, self.max_jump_ms, self.max_past_ms) <= 0:
             raise ValueError("max_future_ms, max_jump_ms and max_past_ms must be > 0")
+        if self.dedup_horizon_ms < 0:
+            raise ValueError("dedup_horizon_ms must be >= 0 (0 turns de-duplication off)")
+        if not self.max_amount > 0:
+            raise ValueError("max_amount must be > 0")
+        if self.max_record_bytes < 1024:
+            raise ValueError("max_record_bytes must be at least 1024")
 
 
 class FeatureStreams(NamedTuple):

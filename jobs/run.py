@@ -25,6 +25,17 @@ def add_stream_args(p) -> None:
                         "(default: %(default)s)")
     g.add_argument("--allowed-lateness-ms", type=int, default=0, metavar="MS",
                    help="events this far behind the watermark are still processed (default: %(default)s)")
+    g.add_argument("--max-jump-ms", type=int, default=3_600_000, metavar="MS",
+                   help="an event further ahead of the stream is dead-lettered (time_skew) unless the next "
+                        "events confirm the jump; streaming only (default: %(default)s)")
+    h = p.add_argument_group("hostile input")
+    h.add_argument("--dedup-horizon-ms", type=int, default=7 * 86_400_000, metavar="MS",
+                   help="a repeated event_id within this much event time gets no second decision; 0 = off "
+                        "(default: %(default)s)")
+    h.add_argument("--max-amount", type=float, default=1e7, metavar="X",
+                   help="largest plausible payment amount; larger is out_of_range (default: %(default)s)")
+    h.add_argument("--max-record-bytes", type=int, default=65_536, metavar="N",
+                   help="larger payloads are dead-lettered as too_large (default: %(default)s)")
 
 
 def add_flink_args(p) -> None:
@@ -62,6 +73,8 @@ def stream_config(args, with_labels: bool):
 
     return StreamConfig(ordering=args.ordering, max_disorder_ms=args.max_disorder_ms,
                         idleness_ms=args.idleness_ms, allowed_lateness_ms=args.allowed_lateness_ms,
+                        max_jump_ms=args.max_jump_ms, dedup_horizon_ms=args.dedup_horizon_ms,
+                        max_amount=args.max_amount, max_record_bytes=args.max_record_bytes,
                         with_labels=with_labels)
 
 
