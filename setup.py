@@ -19,6 +19,6 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout>=2.1"]},
+    extras_require={"dev": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6.80"]},
     entry_points={"console_scripts": ["streamscore=jobs.cli:main"]},
 )

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -33,8 +34,16 @@ OUT_OF_RANGE = "out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
 TIME_SKEW = "time_skew"
 LATE = "late"
+TOO_LARGE = "too_large"  # payload over the record size limit: not parsed, a bounded prefix kept
+UNPARSEABLE = "unparseable"  # anything else that went wrong while reading a record (never expected)
 REASONS = (MALFORMED_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NON_FINITE,
-           OUT_OF_RANGE, BAD_TIMESTAMP, TIME_SKEW, LATE)
+           OUT_OF_RANGE, BAD_TIMESTAMP, TIME_SKEW, LATE, TOO_LARGE, UNPARSEABLE)
+
+# Work per record is bounded: a payload over MAX_RECORD_BYTES is not parsed, JSON nested deeper
+# than MAX_JSON_DEPTH is refused before the parser recurses into it.
+MAX_RECORD_BYTES = 65_536
+MAX_JSON_DEPTH = 32
+DEFAULT_MAX_STRING = 256  # a string field's maximum length (characters) unless it declares one
 
 
 class InvalidEvent(ValueError):
@@ -54,7 +63,12 @@ RAW_PAYLOAD = "_raw"
 
 @dataclass(frozen=True)
 class Field:
-    """One field of an event. ``check`` returns an error text for a bad value, else None."""
+    """One field of an event. ``check`` returns an error text for a bad value, else None.
+
+    Numbers have a declared plausible range (``min_value``/``max_value``, inclusive); strings a
+    maximum length and never contain control characters or unpaired surrogates (they would
+    break a sink or a log line downstream).
+    """
 
     name: str
     type: str
@@ -62,19 +76,50 @@ class Field:
     nullable: bool = False
     doc: str = ""
     check: Optional[Callable[[Any], Optional[str]]] = None
+    min_value: Optional[float] = None
+    max_value: Optional[float] = None
+    max_length: int = DEFAULT_MAX_STRING
 
     def __post_init__(self):
         if self.type not in (STRING, INT64, FLOAT64, BOOL, TIMESTAMP_MS):
             raise ValueError(f"field {self.name}: unknown type {self.type!r}")
+        if self.max_length < 1:
+            raise ValueError(f"field {self.name}: max_length must be >= 1")
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValueError(f"field {self.name}: min_value > max_value")
 
 
-def non_negative(v: float) -> Optional[str]:
-    return "must be >= 0" if v < 0 else None
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def between(lo: float, hi: float) -> Callable[[Any], Optional[str]]:
-    def check(v: float) -> Optional[str]:
-        return None if lo <= v <= hi else f"must be within [{lo}, {hi}]"
+def string_problem(v: str, max_length: int) -> Optional[str]:
+    r"""Why a string cannot be carried safely, or None.
+
+    >>> string_problem("c1", 8), string_problem("a\x00b", 8), string_problem("x" * 9, 8)
+    (None, 'contains a control character at 1', 'is 9 characters long (max 8)')
+    """
+    if len(v) > max_length:
+        return f"is {len(v)} characters long (max {max_length})"
+    m = _CONTROL.search(v)
+    if m:
+        return f"contains a control character at {m.start()}"
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid Unicode at {e.start}"
+    return None
+
+
+def identifier(v: str) -> Optional[str]:
+    """Ids are not blank."""
+    return "must not be blank" if not v.strip() else None
+
+
+def matches(pattern: str, what: str) -> Callable[[Any], Optional[str]]:
+    rx = re.compile(pattern)
+
+    def check(v: str) -> Optional[str]:
+        return None if rx.fullmatch(v) else f"must be {what}"
     return check
 
 
@@ -82,10 +127,6 @@ def one_of(*allowed: str) -> Callable[[Any], Optional[str]]:
     def check(v: str) -> Optional[str]:
         return None if v in allowed else f"must be one of {sorted(allowed)}"
     return check
-
-
-def non_empty(v: str) -> Optional[str]:
-    return "must not be empty" if v == "" else None
 
 
 def parse_event_time(value: Any) -> int:
@@ -106,6 +147,8 @@ def parse_event_time(value: Any) -> int:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 40:
+            raise InvalidEvent(BAD_TIMESTAMP, f"event_time is a {len(text)}-character string")
         if text.lstrip("-").isdigit():
             return int(text)
         try:
@@ -156,22 +199,53 @@ class EventContract:
         return tuple(f.name for f in self.labels)
 
     # -- validation ---------------------------------------------------------------------
-    def parse(self, raw: Any) -> dict:
-        """Validate a JSON payload (str/bytes) and return the event as a dict."""
-        if isinstance(raw, (bytes, bytearray)):
+    def parse(self, raw: Any, max_bytes: int = MAX_RECORD_BYTES) -> dict:
+        """Validate a JSON payload (str/bytes) and return the event as a dict.
+
+        Raises InvalidEvent, and nothing else, whatever ``raw`` holds.
+        """
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            if len(raw) > max_bytes:
+                raise InvalidEvent(TOO_LARGE, f"payload is {len(raw)} bytes (max {max_bytes})")
             try:
-                raw = raw.decode("utf-8")
+                raw = bytes(raw).decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InvalidEvent(MALFORMED_JSON, f"not UTF-8: {e}") from None
+                raise InvalidEvent(MALFORMED_JSON, f"not UTF-8: invalid byte at {e.start}") from None
+        elif not isinstance(raw, str):
+            raise InvalidEvent(MALFORMED_JSON, f"payload is {type(raw).__name__}, not text")
+        elif len(raw) > max_bytes // 4 and len(raw.encode("utf-8", errors="surrogatepass")) > max_bytes:
+            raise InvalidEvent(TOO_LARGE, f"payload is over {max_bytes} bytes")
+        if raw.count("[") + raw.count("{") > MAX_JSON_DEPTH:
+            depth = json_depth(raw)
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidEvent(MALFORMED_JSON, f"nested {depth} levels deep (max {MAX_JSON_DEPTH})")
         try:
-            obj = json.loads(raw, parse_constant=_reject_constant)
+            obj = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except InvalidEvent:
             raise
-        except (ValueError, TypeError) as e:
-            raise InvalidEvent(MALFORMED_JSON, str(e)) from None
+        except (ValueError, TypeError, RecursionError) as e:
+            raise InvalidEvent(MALFORMED_JSON, str(e)[:200]) from None
         if not isinstance(obj, dict):
             raise InvalidEvent(NOT_AN_OBJECT, f"got {type(obj).__name__}")
         return self.validate(obj)
+
+    def with_range(self, name: str, min_value: Optional[float] = None,
+                   max_value: Optional[float] = None) -> "EventContract":
+        """The same contract with another plausible range for the numeric field ``name``.
+
+        >>> PAYMENT.with_range("amount", max_value=100.0).parse(
+        ...     '{"event_id":"e1","event_time":1767225600000,"card_id":"c1","merchant_id":"m1",'
+        ...     '"mcc":"5411","amount":500,"currency":"EUR","lat":0,"lon":0}')
+        Traceback (most recent call last):
+        ...
+        features.contracts.InvalidEvent: out_of_range: amount 500.0 must be within [0.0, 100.0]
+        """
+        if name not in {f.name for f in self.all_fields}:
+            raise ValueError(f"contract {self.name} has no field {name!r}")
+        swap = lambda fs: tuple(replace(f, min_value=f.min_value if min_value is None else min_value,
+                                        max_value=f.max_value if max_value is None else max_value)
+                                if f.name == name else f for f in fs)
+        return replace(self, fields=swap(self.fields), labels=swap(self.labels))
 
     def validate(self, obj: Mapping[str, Any]) -> dict:
         """Check and normalise one record (from JSON or a Parquet row); unknown keys are dropped."""
@@ -196,14 +270,20 @@ class EventContract:
         if f.type == TIMESTAMP_MS:
             v = parse_event_time(v)
             if not MIN_EVENT_TIME_MS <= v <= MAX_EVENT_TIME_MS:
-                raise InvalidEvent(BAD_TIMESTAMP, f"{f.name} {v} outside 2000..2100")
+                raise InvalidEvent(BAD_TIMESTAMP, f"{f.name} {_short(v)} outside 2000..2100")
         elif f.type == STRING:
             if not isinstance(v, str):
                 raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a string, got {type(v).__name__}")
+            problem = string_problem(v, f.max_length)
+            if problem:
+                raise InvalidEvent(OUT_OF_RANGE, f"{f.name} {problem}")
         elif f.type == FLOAT64:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a number, got {type(v).__name__}")
-            v = float(v)
+            try:
+                v = float(v)
+            except OverflowError:
+                raise InvalidEvent(OUT_OF_RANGE, f"{f.name} is an integer too large for a float") from None
             if not math.isfinite(v):
                 raise InvalidEvent(NON_FINITE, f"{f.name} is {v}")
         elif f.type == INT64:
@@ -212,9 +292,16 @@ class EventContract:
                     v = int(v)
                 else:
                     raise InvalidEvent(WRONG_TYPE, f"{f.name} must be an integer, got {type(v).__name__}")
+            if not -2**63 <= v < 2**63:
+                raise InvalidEvent(OUT_OF_RANGE, f"{f.name} {_short(v)} does not fit 64 bits")
         elif f.type == BOOL:
             if not isinstance(v, bool):
                 raise InvalidEvent(WRONG_TYPE, f"{f.name} must be a boolean, got {type(v).__name__}")
+        if f.min_value is not None or f.max_value is not None:
+            lo = -math.inf if f.min_value is None else f.min_value
+            hi = math.inf if f.max_value is None else f.max_value
+            if not lo <= v <= hi:
+                raise InvalidEvent(OUT_OF_RANGE, f"{f.name} {_short(v)} must be within [{f.min_value}, {f.max_value}]")
         if f.check is not None:
             problem = f.check(v)
             if problem:
@@ -266,6 +353,48 @@ class EventContract:
 
 def _reject_constant(name: str):
     raise InvalidEvent(NON_FINITE, f"JSON constant {name}")
+
+
+def _unique_keys(pairs):
+    # A repeated key is ambiguous (parsers disagree on which copy wins): refuse it.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise InvalidEvent(MALFORMED_JSON, f"key {_short(dup)} appears twice")
+    return obj
+
+
+def _short(v: Any, n: int = 40) -> str:
+    text = repr(v) if not isinstance(v, int) or v.bit_length() < 200 else f"<{v.bit_length()}-bit integer>"
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of arrays/objects in JSON text, ignoring brackets inside strings.
+
+    >>> json_depth('{"a": [1, {"b": "[[["}]}'), json_depth('"x"')
+    (3, 0)
+    """
+    depth = deepest = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def dead_letter(raw: Any, reason: str, detail: str = "", source: str = "", partition: Optional[int] = None,
@@ -335,7 +464,7 @@ def dead_letter_arrow_schema():
                       ("source", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
 
 
-_ID = dict(type=STRING, check=non_empty)
+_ID = dict(type=STRING, check=identifier, max_length=128)
 
 PAYMENT = EventContract(
     name="payment", version=1, key="card_id",
@@ -345,12 +474,16 @@ PAYMENT = EventContract(
         Field("event_time", TIMESTAMP_MS, doc="UTC epoch ms (ISO-8601 accepted on input)"),
         Field("card_id", doc="the card paying", **_ID),
         Field("merchant_id", doc="the merchant paid", **_ID),
-        Field("mcc", STRING, doc="ISO 18245 merchant category code, 4 digits"),
-        Field("amount", FLOAT64, check=non_negative, doc="amount in the currency, >= 0"),
-        Field("currency", STRING, doc="ISO 4217 code"),
-        Field("lat", FLOAT64, check=between(-90.0, 90.0), doc="where the payment happened"),
-        Field("lon", FLOAT64, check=between(-180.0, 180.0)),
-        Field("device_id", STRING, required=False, nullable=True, doc="device fingerprint; null for card-present"),
+        Field("mcc", STRING, check=matches(r"[0-9]{4}", "4 digits"), max_length=4,
+              doc="ISO 18245 merchant category code, 4 digits"),
+        Field("amount", FLOAT64, min_value=0.0, max_value=1e7,
+              doc="amount in the currency, 0 .. 1e7 (plausible maximum; configurable per job)"),
+        Field("currency", STRING, check=matches(r"[A-Z]{3}", "an ISO 4217 code (3 capital letters)"),
+              max_length=3, doc="ISO 4217 code"),
+        Field("lat", FLOAT64, min_value=-90.0, max_value=90.0, doc="where the payment happened"),
+        Field("lon", FLOAT64, min_value=-180.0, max_value=180.0),
+        Field("device_id", STRING, required=False, nullable=True, check=identifier, max_length=128,
+              doc="device fingerprint; null for card-present"),
     ),
     labels=(
         Field("is_fraud", BOOL, required=False, nullable=True, doc="label (generated/historic data)"),
@@ -369,7 +502,7 @@ BEHAVIOUR = EventContract(
         Field("item_id", **_ID),
         Field("category", STRING),
         Field("action", STRING, check=one_of("view", "cart", "purchase")),
-        Field("price", FLOAT64, check=non_negative),
+        Field("price", FLOAT64, min_value=0.0, max_value=1e7),
     ),
 )
 

@@ -100,7 +100,8 @@ class KafkaSource:
         return f"kafka:{self.topic}"
 
     def table(self, t_env):
-        """A table of (payload, topic, partition, offset): the raw bytes, decoded as UTF-8."""
+        """A table of (payload, topic, partition, offset). The payload stays raw bytes: decoding is
+        the parser's job, so bytes that are not UTF-8 reach the dead letters unchanged."""
         name = _table_name(f"src_{self.topic}")
         opts = {"connector": "kafka", "topic": self.topic, "properties.bootstrap.servers": self.bootstrap,
                 "properties.group.id": self.group_id, "properties.auto.offset.reset": "earliest",
@@ -109,7 +110,7 @@ class KafkaSource:
         if self.until is not None:
             opts.update(self.until.options("scan.bounded"))
         t_env.execute_sql(
-            f"CREATE TEMPORARY TABLE `{name}` (`payload` STRING, "
+            f"CREATE TEMPORARY TABLE `{name}` (`payload` BYTES, "
             f"`topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
             f"`offset` BIGINT METADATA VIRTUAL) WITH ({_with(opts)})")
         return t_env.from_path(name)

@@ -70,15 +70,23 @@ def source_columns(contract: EventContract, with_labels: bool, raw: bool = True)
     return cols + ([("_raw", "STRING")] if raw else [])
 
 
+def _field(contract: EventContract, name: str, attr: str):
+    """An attribute of a contract field, or None where the contract has no such field."""
+    return next((getattr(f, attr) for f in contract.all_fields if f.name == name), None)
+
+
 def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: StreamConfig, *,
                    kafka: bool, source: str, batch: bool) -> FeatureStreams:
     """The feature graph over ``rows`` (Kafka (payload, topic, partition, offset) or Parquet rows)."""
     contract = fs.contract
     ev_cols = event_columns(contract, cfg.with_labels)
     uid = fs.name
+    if _field(contract, "amount", "max_value") not in (None, cfg.max_amount):  # payments only
+        contract = contract.with_range("amount", max_value=cfg.max_amount)
     parsed = (rows.process(ParseEvents(contract, kafka=kafka, with_labels=cfg.with_labels, source=source,
                                        max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms,
-                                       max_jump_ms=cfg.max_jump_ms),
+                                       max_jump_ms=cfg.max_jump_ms, max_record_bytes=cfg.max_record_bytes,
+                                       stream_guards=not batch, counts_dir=cfg.counts_dir),
                            output_type=row_type(ev_cols))
               .name(f"{uid}/parse").uid(f"{uid}/parse"))
     timed = parsed
