@@ -64,7 +64,8 @@ def test_twice_the_sustainable_rate_loses_nothing(kafka_broker, tmp_path, capsys
         "run", "fraud", "--topic", topic, "--bootstrap", bootstrap, "--group-id", group,
         "--decisions", f"kafka:{out}", "--features-out", "none", "--dead-letters", "none", "--late", "none",
         "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-interval-ms", "2000"])
-    produce_rows(bootstrap, topic, to_arrow(generate_payments(WARMUP, seed=31), PAYMENT), PAYMENT)
+    warmup = generate_payments(WARMUP, seed=31)
+    produce_rows(bootstrap, topic, to_arrow(warmup, PAYMENT), PAYMENT)
     counter = DecisionCounter(bootstrap, out)
     counter.start()
     env, _, _ = prepare(args)
@@ -78,7 +79,8 @@ def test_twice_the_sustainable_rate_loses_nothing(kafka_broker, tmp_path, capsys
 
         # 2. twice that, for a minute, while sampling the job's consumer lag
         n_over = int(2 * rate * OVERLOAD_S)
-        frame = generate_payments(n_over, seed=32, start_ms=1_767_225_600_000 + 2 * 86_400_000)
+        # the overload continues the stream's event time (a jump of hours would be time_skew)
+        frame = generate_payments(n_over, seed=32, start_ms=int(warmup["event_time"].max()) + 1_000)
         frame["event_id"] = "over-" + frame["event_id"].astype(str)  # the generator numbers ids from 1 again
         lags, done = [], threading.Event()
 
