@@ -36,8 +36,11 @@ TIME_SKEW = "time_skew"
 LATE = "late"
 TOO_LARGE = "too_large"  # payload over the record size limit: not parsed, a bounded prefix kept
 UNPARSEABLE = "unparseable"  # anything else that went wrong while reading a record (never expected)
+DUPLICATE = "duplicate"  # an event_id seen within the dedup horizon, same content (features/dedup.py)
+DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"  # an event_id seen within the horizon, other content
 REASONS = (MALFORMED_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NON_FINITE,
-           OUT_OF_RANGE, BAD_TIMESTAMP, TIME_SKEW, LATE, TOO_LARGE, UNPARSEABLE)
+           OUT_OF_RANGE, BAD_TIMESTAMP, TIME_SKEW, LATE, TOO_LARGE, UNPARSEABLE,
+           DUPLICATE, DUPLICATE_ID_CONFLICT)
 
 # Work per record is bounded: a payload over MAX_RECORD_BYTES is not parsed, JSON nested deeper
 # than MAX_JSON_DEPTH is refused before the parser recurses into it.

@@ -22,9 +22,10 @@ Disorder options shared by all three (fractions of ``n_events``; the sets are di
   null). The k-th malformed row in file order has kind ``MALFORMED_KINDS[k % 9]``; every one is
   rejected by ``contract.parse`` with ``expected_reason(contract, kind)``.
 
-With all three at 0, rows are sorted by (event_time, event_id). Event ids are numbered in event
-time order with a domain prefix: ``p-000000001`` (payments), ``b-…`` (behaviour), ``s-…``
-(sensors). A few facts about a generated frame are in ``df.attrs``. String columns have
+With all three at 0, rows are sorted by (event_time, event_id). Event ids carry a domain prefix
+and the seed, then a number in event-time order: ``p-1-000000001`` (payments, seed 1), ``b-…``
+(behaviour), ``s-…`` (sensors). So two files from two seeds never share an id, and within a file
+ids sort in event-time order. A few facts about a generated frame are in ``df.attrs``. String columns have
 STRING_DTYPE (missing = NaN); numbers and booleans are nullable (Int64, Float64, boolean)
 because malformed rows have no typed values. ``to_arrow`` gives the Table files are written as.
 
@@ -32,7 +33,7 @@ because malformed rows have no typed values. ``to_arrow`` gives the Table files 
 >>> len(df), list(df.columns) == list(PAYMENT.field_names + PAYMENT.label_names) + [RAW_PAYLOAD]
 (2000, True)
 >>> df["event_id"].iloc[0], bool(df["event_time"].is_monotonic_increasing)
-('p-000000001', True)
+('p-1-000000001', True)
 """
 from __future__ import annotations
 
@@ -290,6 +291,21 @@ def _arrival(t, rng, n_ooo, n_late, n_bad, bad_ok, max_disorder_ms, late_by_ms):
     return perm, is_late, is_ooo, is_bad
 
 
+def id_prefix(domain_prefix: str, seed: int) -> str:
+    """The event-id prefix of a generated file: the domain's, then the seed (ids unique across seeds).
+
+    A seed beyond 16 digits is written as 16 hex digits of its SHA-256, which keeps ids short.
+
+    >>> id_prefix("p-", 7), id_prefix("p-", 10 ** 30)
+    ('p-7-', 'p-xfa72d4146f76703a-')
+    """
+    import hashlib
+
+    seed = int(seed)
+    tag = str(seed) if seed < 10 ** 16 else "x" + hashlib.sha256(str(seed).encode()).hexdigest()[:16]
+    return f"{domain_prefix}{tag}-"
+
+
 def _finish(contract: EventContract, prefix: str, cols: dict, seed: int, bad_ok: np.ndarray,
             out_of_order: float, late: float, malformed: float, max_disorder_ms: int,
             late_by_ms: int, attrs: dict, progress: Progress) -> pd.DataFrame:
@@ -310,6 +326,7 @@ def _finish(contract: EventContract, prefix: str, cols: dict, seed: int, bad_ok:
     bad_ok = bad_ok[order]
     width = max(9, len(str(n)))
     number = np.arange(1, n + 1, dtype=np.int64)  # event_id number, in event-time order
+    prefix = id_prefix(prefix, seed)
 
     drng = np.random.default_rng([seed, 1])  # disorder draws do not move the events themselves
     n_ooo, n_late, n_bad = (int(round(f * n)) for f in (out_of_order, late, malformed))

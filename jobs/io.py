@@ -94,6 +94,8 @@ class KafkaSource:
     start: StartPosition = StartPosition("earliest")
     until: Optional[StartPosition] = None
     group_id: str = "streamscore"
+    # Kafka client settings (security) as ((key, value), ...), see jobs/kafka_props.py
+    properties: tuple = ()
 
     @property
     def name(self) -> str:
@@ -106,6 +108,7 @@ class KafkaSource:
         opts = {"connector": "kafka", "topic": self.topic, "properties.bootstrap.servers": self.bootstrap,
                 "properties.group.id": self.group_id, "properties.auto.offset.reset": "earliest",
                 "format": "raw"}
+        opts.update({f"properties.{k}": v for k, v in self.properties})
         opts.update(self.start.options("scan.startup"))
         if self.until is not None:
             opts.update(self.until.options("scan.bounded"))
@@ -171,6 +174,7 @@ class KafkaSinkOptions:
     # Must not exceed the broker's transaction.max.timeout.ms (15 min by default); the connector's
     # own default (1 h) would be refused.
     transaction_timeout_ms: int = 600_000
+    properties: tuple = ()  # Kafka client settings ((key, value), ...), see jobs/kafka_props.py
 
     def __post_init__(self):
         if self.delivery not in ("at-least-once", "exactly-once", "none"):
@@ -194,6 +198,7 @@ def create_sink(t_env, spec: SinkSpec, columns: Sequence, kafka: Optional[KafkaS
         opts = {"connector": "kafka", "topic": spec.target, "properties.bootstrap.servers": kafka.bootstrap,
                 "format": "json", "json.encode.decimal-as-plain-number": "true",
                 "sink.delivery-guarantee": kafka.delivery}
+        opts.update({f"properties.{k}": v for k, v in kafka.properties})
         if key:
             opts.update({"key.format": "raw", "key.fields": key, "value.fields-include": "ALL"})
         if kafka.delivery == "exactly-once":

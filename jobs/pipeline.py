@@ -1,4 +1,5 @@
-"""The shape every pipeline shares: parse + validate -> watermarks -> key_by -> feature operator.
+"""The shape every pipeline shares: parse + validate -> watermarks -> dedup (by event_id) -> key_by ->
+feature operator.
 
 ``build_features`` is pure graph construction: it takes a stream of source rows and returns
 the output streams, so the same graph runs on Kafka, on Parquet, in tests and in backfill.
@@ -13,9 +14,10 @@ from pyflink.datastream import DataStream
 
 from features.contracts import EventContract
 from features.featureset import DAY_MS, FeatureSet
+from udfs.dedup import DUPLICATES, Dedup
 from udfs.keyed import LATE_EVENTS, ORDERINGS, KeyedFeatures
 from udfs.parse import DEAD_LETTERS, ParseEvents
-from udfs.types import event_columns, feature_columns, row_type
+from udfs.types import EVENT_EXTRAS, event_columns, feature_columns, row_type
 from udfs.watermarks import bounded_out_of_orderness
 
 
@@ -95,6 +97,17 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
         timed = (parsed.assign_timestamps_and_watermarks(
             bounded_out_of_orderness(t_index, cfg.max_disorder_ms, cfg.idleness_ms))
             .name(f"{uid}/watermarks").uid(f"{uid}/watermarks"))
+    dead_letters = parsed.get_side_output(DEAD_LETTERS)
+    if cfg.dedup_horizon_ms > 0:
+        # keyed by event_id, before the card key: a copy never reaches any card's history or the scorer
+        names = [n for n, _ in ev_cols]
+        id_index = names.index("event_id")
+        content = [n for n in names if n not in {x for x, _ in EVENT_EXTRAS}]
+        timed = (timed.key_by(lambda r: r[id_index], key_type=Types.STRING())
+                 .process(Dedup(names, content, cfg.dedup_horizon_ms, source, batch=batch,
+                                counts_dir=cfg.counts_dir), output_type=row_type(ev_cols))
+                 .name(f"{uid}/dedup").uid(f"{uid}/dedup"))
+        dead_letters = dead_letters.union(timed.get_side_output(DUPLICATES))
     key_index = [n for n, _ in ev_cols].index(fs.key)
     labels = contract.label_names if cfg.with_labels else ()
     # BATCH sorts by key but not by time within a key: only the event-time ordering is deterministic there.
@@ -104,4 +117,4 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
                                     cfg.allowed_lateness_ms, labels, source, batch=batch),
                       output_type=row_type(feature_columns(fs, cfg.with_labels)))
              .name(f"{uid}/features").uid(f"{uid}/features"))
-    return FeatureStreams(feats, parsed.get_side_output(DEAD_LETTERS), feats.get_side_output(LATE_EVENTS))
+    return FeatureStreams(feats, dead_letters, feats.get_side_output(LATE_EVENTS))

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from jobs import kafka_props
 from jobs.runtime import DEFAULT_BOOTSTRAP, RUN_DIR
 
 DOMAINS = ("fraud",)
@@ -81,6 +82,7 @@ def stream_config(args, with_labels: bool):
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a streaming job", description=__doc__)
     p.add_argument("domain", choices=DOMAINS)
+    kafka_props.add_args(p)
     src = p.add_argument_group("source")
     src.add_argument("--topic", default=None, help="input Kafka topic (default: <domain>-events)")
     src.add_argument("--input", default=None, metavar="PARQUET",
@@ -120,6 +122,7 @@ def prepare(args):
     d = args.domain
     if args.input and args.topic:
         raise ValueError("give --topic or --input, not both")
+    props = tuple(kafka_props.from_args(args).items())  # security settings for the source and every sink
     start = StartPosition.parse(args.start)
     until = StartPosition.parse(args.until) if args.until else None
     sinks = fraud.FraudSinks(
@@ -127,7 +130,8 @@ def prepare(args):
         features=SinkSpec.parse(args.features_out or f"parquet:{RUN_DIR / d / 'features'}"),
         dead_letters=SinkSpec.parse(args.dead_letters or f"kafka:{d}-dead-letters"),
         late=SinkSpec.parse(args.late or f"kafka:{d}-late"),
-        kafka=KafkaSinkOptions(args.bootstrap, delivery=args.delivery, transactional_id_prefix=f"streamscore-{d}"))
+        kafka=KafkaSinkOptions(args.bootstrap, delivery=args.delivery, transactional_id_prefix=f"streamscore-{d}",
+                               properties=props))
     model_meta = None
     if args.model:
         from udfs.scoring import check_model
@@ -140,7 +144,8 @@ def prepare(args):
         source = ParquetSource(args.input, source_columns(fraud.FS.contract, False, raw=_has_raw(args.input)))
         kafka = False
     else:
-        source = KafkaSource(args.bootstrap, args.topic or f"{d}-events", start, until, args.group_id)
+        source = KafkaSource(args.bootstrap, args.topic or f"{d}-events", start, until, args.group_id,
+                             properties=props)
         kafka = True
     rows = t_env.to_data_stream(source.table(t_env))
     out = fraud.build(rows, t_env, cfg, kafka=kafka, source=source.name, batch=False)

@@ -65,7 +65,7 @@ def test_columns_ids_and_sorted_without_disorder(domain):
     assert list(df.columns) == list(contract.field_names + contract.label_names) + [RAW_PAYLOAD]
     assert len(df) == 5000 and df[RAW_PAYLOAD].isna().all()
     assert df["event_id"].is_unique and df["event_id"].str.startswith(prefix).all()
-    assert df["event_id"].iloc[0] == prefix + "000000001"
+    assert df["event_id"].iloc[0] == prefix + "1-000000001"  # domain, seed, number in event-time order
     key = list(zip(df["event_time"].tolist(), df["event_id"].tolist()))
     assert key == sorted(key)
 
@@ -333,3 +333,15 @@ def test_cli_writes_the_contract_schema(tmp_path, capsys):
 def test_cli_rejects_bad_arguments(argv, match):
     with pytest.raises(ValueError, match=match):
         _cli(argv + ["--out", "/nonexistent/never-written.parquet"])
+
+
+@pytest.mark.parametrize("domain", list(GEN))
+def test_ids_are_unique_across_seeds_and_short(domain):
+    """Two files from two seeds never share an event id (de-duplication would drop real events)."""
+    gen, _, _ = GEN[domain]
+    ids = {seed: set(gen(3000, seed=seed)["event_id"]) for seed in (1, 11, 2 ** 40, 10 ** 30)}
+    for a in ids:
+        for b in ids:
+            if a < b:
+                assert not ids[a] & ids[b], (a, b)
+    assert max(len(i) for s in ids.values() for i in s) < 40
