@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     from jobs.runtime import SetupError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # run prints its resume command from it
     try:
         return int(args.func(args) or 0)
     except SetupError as e:

@@ -48,7 +48,7 @@ def build(rows: DataStream, t_env, cfg: FraudJobConfig, *, kafka: bool, source: 
     decisions = None
     if cfg.score:
         table = t_env.from_data_stream(streams.features)
-        scorer = score_udf(FS, cfg.model)
+        scorer = score_udf(FS, cfg.model, counts_dir=cfg.stream.counts_dir)
         scored = table.select(*[col(n) for n in FS.output_columns], col("ingest_ms"),
                               scorer(*[col(n) for n in FS.feature_names], col("ingest_ms")).alias("verdict"))
         decisions = scored.select(*[col("verdict").get(n).alias(n) if n in dict(RESULT_FIELDS) else col(n)

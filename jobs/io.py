@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from jobs import kafka_limits
 from udfs.types import ddl_columns
 
 _TABLE_SEQ = [0]
@@ -108,6 +109,8 @@ class KafkaSource:
         opts = {"connector": "kafka", "topic": self.topic, "properties.bootstrap.servers": self.bootstrap,
                 "properties.group.id": self.group_id, "properties.auto.offset.reset": "earliest",
                 "format": "raw"}
+        # read a record up to the broker's largest (jobs/kafka_limits.py); the parser bounds the rest
+        opts.update({f"properties.{k}": v for k, v in kafka_limits.source_properties().items()})
         opts.update({f"properties.{k}": v for k, v in self.properties})
         opts.update(self.start.options("scan.startup"))
         if self.until is not None:
@@ -198,6 +201,8 @@ def create_sink(t_env, spec: SinkSpec, columns: Sequence, kafka: Optional[KafkaS
         opts = {"connector": "kafka", "topic": spec.target, "properties.bootstrap.servers": kafka.bootstrap,
                 "format": "json", "json.encode.decimal-as-plain-number": "true",
                 "sink.delivery-guarantee": kafka.delivery}
+        # the producer refuses what the broker would (jobs/kafka_limits.py); our records are far smaller
+        opts.update({f"properties.{k}": v for k, v in kafka_limits.sink_properties().items()})
         opts.update({f"properties.{k}": v for k, v in kafka.properties})
         if key:
             opts.update({"key.format": "raw", "key.fields": key, "value.fields-include": "ALL"})

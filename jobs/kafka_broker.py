@@ -8,6 +8,8 @@ Records keep their event time as timestamp whatever its age: time retention is o
 timestamps are accepted (see ``server_properties``). The broker keeps Kafka's default
 ``transaction.max.timeout.ms`` (15 min): Flink's exactly-once KafkaSink defaults to
 ``transaction.timeout.ms`` = 1 h, which this broker refuses, so jobs must set at most 15 min.
+Record size: ``message.max.bytes`` and the replica fetch size admit a payload up to 1 MiB; every
+producer and consumer of the project is configured from the same numbers (jobs/kafka_limits.py).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
-from jobs import runtime
+from jobs import kafka_limits, runtime
 from jobs.runtime import SetupError
 
 LOOPBACK = "127.0.0.1"
@@ -70,6 +72,9 @@ def server_properties(port: int, controller_port: int, log_dir: Path | str, num_
         # one retention check (5 min). A dev broker keeps what it is given; delete topics instead.
         "log.message.timestamp.after.max.ms": str(2**63 - 1),
         "log.retention.ms": "-1",
+        # What it accepts, stated rather than left to Kafka's defaults: a payload up to 1 MiB plus
+        # batch overhead; the jobs' producers and source take the same numbers (jobs/kafka_limits.py).
+        **kafka_limits.broker_properties(),
     }
 
 

@@ -43,6 +43,9 @@ class StreamConfig:
     max_amount: float = 1e7  # plausible maximum of a payment amount; beyond: out_of_range
     max_record_bytes: int = 65_536  # a payload larger than this is dead-lettered as too_large
     counts_dir: Optional[str] = None  # where operators write their end-of-run counts (udfs.counters)
+    # ((partition, offset), ...): Kafka records at or past these are not part of the run (a restored
+    # --until run, see jobs/ops.py); None: no such bound
+    stop_offsets: Optional[tuple] = None
 
     def __post_init__(self):
         if self.ordering not in ORDERINGS:
@@ -88,7 +91,8 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
     parsed = (rows.process(ParseEvents(contract, kafka=kafka, with_labels=cfg.with_labels, source=source,
                                        max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms,
                                        max_jump_ms=cfg.max_jump_ms, max_record_bytes=cfg.max_record_bytes,
-                                       stream_guards=not batch, counts_dir=cfg.counts_dir),
+                                       stream_guards=not batch, counts_dir=cfg.counts_dir,
+                                       stop_offsets=None if cfg.stop_offsets is None else dict(cfg.stop_offsets)),
                            output_type=row_type(ev_cols))
               .name(f"{uid}/parse").uid(f"{uid}/parse"))
     timed = parsed
@@ -114,7 +118,8 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
     ordering = "event-time" if batch else cfg.ordering
     feats = (timed.key_by(lambda r: r[key_index], key_type=Types.STRING())
              .process(KeyedFeatures(new_state, [n for n, _ in ev_cols], fs.key, ordering,
-                                    cfg.allowed_lateness_ms, labels, source, batch=batch),
+                                    cfg.allowed_lateness_ms, labels, source, batch=batch,
+                                    counts_dir=cfg.counts_dir),
                       output_type=row_type(feature_columns(fs, cfg.with_labels)))
              .name(f"{uid}/features").uid(f"{uid}/features"))
     return FeatureStreams(feats, dead_letters, feats.get_side_output(LATE_EVENTS))

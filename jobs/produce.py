@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from features.contracts import CONTRACTS, RAW_PAYLOAD, EventContract, InvalidEvent, contract_for, parse_event_time
-from jobs import runtime
+from jobs import kafka_limits, runtime
 from jobs.runtime import SetupError
 
 # Throughput over latency: a replay is a bulk load. Idempotence (kafka-python's default) keeps
@@ -23,13 +24,17 @@ PRODUCER_CONFIG = {
     "acks": "all",
     "linger_ms": 20,
     "batch_size": 512 * 1024,
-    "max_request_size": 4 * 1024 * 1024,
+    # what the project's broker accepts (jobs/kafka_limits.py): a larger row is refused here, by row
+    "max_request_size": kafka_limits.MAX_REQUEST_BYTES,
 }
 BATCH_ROWS = 10_000
 
 
-def _rows(source: Any) -> Iterator[Mapping[str, Any]]:
-    """Row dicts from a pyarrow Table/RecordBatch/ParquetFile, a pandas DataFrame or an iterable of dicts."""
+def _rows(source: Any, skip: int = 0) -> Iterator[Mapping[str, Any]]:
+    """Row dicts from a pyarrow Table/RecordBatch/ParquetFile, a pandas DataFrame or an iterable of
+    dicts, from row ``skip`` on (whole batches are skipped without converting them)."""
+    import itertools
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -42,9 +47,14 @@ def _rows(source: Any) -> Iterator[Mapping[str, Any]]:
     elif isinstance(source, pa.RecordBatch):
         batches = [source]
     else:
-        yield from source
+        yield from itertools.islice(source, skip, None)
         return
     for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        if skip:
+            batch, skip = batch.slice(skip), 0
         names = batch.schema.names
         for values in zip(*(_column_values(c) for c in batch.columns)):
             yield dict(zip(names, values))
@@ -146,74 +156,177 @@ def make_producer(bootstrap: str, **overrides):
         raise SetupError(f"no Kafka broker at {bootstrap} ({e}); start one with `streamscore kafka up`") from None
 
 
+class ProduceStopped(SetupError):
+    """Sending cannot go on (the broker went away, authorisation failed); ``resume_row`` is the
+    first row not known to be delivered."""
+
+    def __init__(self, message: str, resume_row: int):
+        super().__init__(message)
+        self.resume_row = resume_row
+
+
+# A record the broker cannot store: that row is reported and skipped, sending goes on. Anything
+# else (timeouts, no broker, authorisation) concerns every row after it: the replay stops.
+def _is_row_error(exc: BaseException) -> bool:
+    from kafka import errors
+
+    return isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError,
+                            errors.InvalidTimestampError, errors.CorruptRecordError, errors.InvalidRecordError))
+
+
+def _row_reason(exc: BaseException, size: int) -> tuple:
+    """(kind, one-line reason) of a row the broker cannot take."""
+    from kafka import errors
+
+    if isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError)):
+        return "too_large", (f"record of {size:,} bytes is over the broker's limit of "
+                             f"{kafka_limits.MAX_REQUEST_BYTES:,} (max.request.size / message.max.bytes)")
+    return type(exc).__name__, f"refused by the broker: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+MAX_REPORTED_ROWS = 1000  # lines about unsendable rows; further ones are only counted
+
+
+def _stderr_report(row: int, reason: str) -> None:
+    sys.stderr.write(f"produce: row {row} not sent: {reason}\n")
+
+
 def produce_rows(bootstrap: str, topic: str, rows_or_table: Any, contract: EventContract,
-                 rate: Optional[float] = None, progress: bool = False, producer=None) -> dict:
+                 rate: Optional[float] = None, progress: bool = False, producer=None, skip_rows: int = 0,
+                 report=_stderr_report) -> dict:
     """Send rows to ``topic`` in order; ``rate`` paces to events/s. Returns counts and timing.
 
-    Raises SetupError if any record was not delivered.
+    Rows are numbered from 0 in file order; ``skip_rows`` N starts at row N. A row that cannot be
+    sent (too large for the broker, not serialisable) is passed to ``report(row, reason)`` (at most
+    MAX_REPORTED_ROWS times), counted in ``not_sent`` by kind, and sending goes on. A fatal error
+    (no broker, timeouts) raises ProduceStopped naming the row to resume from.
     """
     from kafka.errors import KafkaError
 
     if rate is not None and rate <= 0:
         raise ValueError(f"--rate must be > 0 events/s, got {rate}")
+    if skip_rows < 0:
+        raise ValueError(f"--skip-rows must be >= 0, got {skip_rows}")
     own = producer is None
     producer = producer or make_producer(bootstrap)
-    errors: list = []
+    not_sent: dict = {}
+    reported = [0]
 
-    def on_error(exc):  # called on the producer's I/O thread
-        errors.append(exc)
+    def skip(row: int, kind: str, reason: str) -> None:
+        not_sent[kind] = not_sent.get(kind, 0) + 1
+        if reported[0] < MAX_REPORTED_ROWS:
+            report(row, reason)
+        elif reported[0] == MAX_REPORTED_ROWS:
+            report(row, f"{reason} (further unsendable rows are counted, not listed)")
+        reported[0] += 1
+
+    # (row, future, size) of records not yet known to be delivered, in send order; drained as
+    # their futures complete, so a failure is reported with its row number.
+    pending: deque = deque()
+    fatal: list = []  # (row, exception): the first error that stops the replay
+    refused_after_send = [0]
+
+    def drain() -> None:
+        while pending and pending[0][1].is_done:
+            row, fut, size = pending.popleft()
+            if fut.exception is None:
+                continue
+            if _is_row_error(fut.exception):
+                refused_after_send[0] += 1
+                skip(row, *_row_reason(fut.exception, size))
+            else:
+                fatal.append((row, fut.exception))
+                pending.appendleft((row, fut, size))
+                return
 
     total = _count(rows_or_table)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit=" events", unit_scale=True, desc=topic, leave=False, file=sys.stderr)
+        bar = tqdm(total=None if total is None else max(0, total - skip_rows), unit=" events", unit_scale=True,
+                   desc=topic, leave=False, file=sys.stderr)
     key_field = contract.key
-    sent = raw_sent = 0
+    handed = raw_sent = 0
+    row_no = skip_rows - 1
     last_ts: Optional[int] = None
     send = producer.send
     t0 = time.perf_counter()
     try:
-        # One partition: name it, and skip kafka-python's per-record murmur2 in pure Python.
-        partition = 0 if len(producer.partitions_for(topic) or ()) == 1 else None
-        for row in _rows(rows_or_table):
+        try:
+            # One partition: name it, and skip kafka-python's per-record murmur2 in pure Python.
+            partition = 0 if len(producer.partitions_for(topic) or ()) == 1 else None
+        except KafkaError as e:  # e.g. metadata for the topic never arrived (auto-creation off)
+            raise ProduceStopped(f"sending to {topic} on {bootstrap} failed before row {skip_rows}: {e}",
+                                 skip_rows) from None
+        for row_no, row in enumerate(_rows(rows_or_table, skip_rows), start=skip_rows):
             raw = row.get(RAW_PAYLOAD)
+            try:
+                if raw is not None:
+                    value = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+                    key = None
+                else:
+                    value = _value(contract, row)
+                    key = _key(row.get(key_field))
+            except (TypeError, ValueError, OverflowError) as e:  # UnicodeEncodeError is a ValueError
+                skip(row_no, "unserialisable", f"cannot serialise: {type(e).__name__}: {str(e)[:200]}")
+                continue
             if raw is not None:
-                value = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
-                key = None
                 ts = last_ts if last_ts is not None else int(time.time() * 1000)
-                raw_sent += 1
             else:
-                value = _value(contract, row)
-                key = _key(row.get(key_field))
                 ts = _timestamp(row.get("event_time"))
                 if ts is None:
                     ts = last_ts if last_ts is not None else int(time.time() * 1000)
                 else:
                     last_ts = ts
-            send(topic, value=value, key=key, timestamp_ms=ts, partition=partition).add_errback(on_error)
-            sent += 1
+            try:
+                fut = send(topic, value=value, key=key, timestamp_ms=ts, partition=partition)
+            except KafkaError as e:
+                if not _is_row_error(e):  # buffer full for max_block_ms, metadata timeout, ...
+                    fatal.append((row_no, e))
+                    break
+                skip(row_no, *_row_reason(e, len(value) + len(key or b"")))
+                continue
+            pending.append((row_no, fut, len(value) + len(key or b"")))
+            handed += 1
+            if raw is not None:
+                raw_sent += 1
             if rate is not None:
-                ahead = t0 + sent / rate - time.perf_counter()
+                ahead = t0 + handed / rate - time.perf_counter()
                 if ahead > 0.001:
                     time.sleep(ahead)
-            if bar is not None and sent % 1000 == 0:
-                bar.update(1000)
-        producer.flush()
-    except KafkaError as e:  # e.g. metadata for the topic never arrived (auto-creation off)
-        raise SetupError(f"sending to {topic} on {bootstrap} failed after {sent} records: {e}") from None
+            if handed % 1000 == 0:
+                if bar is not None:
+                    bar.update(1000)
+                drain()
+                if fatal:
+                    break
+        if not fatal:
+            try:
+                producer.flush()
+            except KafkaError as e:
+                fatal.append((pending[0][0] if pending else row_no + 1, e))
+            drain()
     finally:
         if bar is not None:
-            bar.update(sent % 1000)
+            bar.update(handed % 1000)
             bar.close()
         if own:
-            producer.close()
+            try:  # after a fatal error, do not wait for the rest: they are resent on resume
+                producer.close(timeout=0 if fatal else None)
+            except KafkaError:
+                pass
     seconds = time.perf_counter() - t0
-    if errors:
-        raise SetupError(f"{len(errors)} of {sent} records to {topic} were not delivered: {errors[0]}")
-    return {"topic": topic, "sent": sent, "raw": raw_sent, "seconds": seconds,
-            "events_per_s": sent / seconds if seconds > 0 else float("inf")}
+    if fatal:
+        row, exc = fatal[0]
+        resume = min([row] + [r for r, f, _ in pending if not f.succeeded()])
+        raise ProduceStopped(
+            f"sending to {topic} on {bootstrap} stopped at row {resume} ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); rows {skip_rows}..{resume - 1} were sent or reported, some after it may "
+            f"be too (the job drops identical copies as duplicates); resume with --skip-rows {resume}", resume)
+    sent = handed - refused_after_send[0]
+    return {"topic": topic, "sent": sent, "raw": raw_sent, "not_sent": not_sent, "skipped_rows": skip_rows,
+            "seconds": seconds, "events_per_s": sent / seconds if seconds > 0 else float("inf")}
 
 
 def contract_of_file(path: str | Path, domain: Optional[str] = None):
@@ -251,14 +364,43 @@ def add_parser(subparsers) -> None:
                    help=f"Kafka bootstrap servers (default {runtime.DEFAULT_BOOTSTRAP})")
     p.add_argument("--domain", choices=("fraud", "recsys", "iot"), default=None,
                    help="event contract (default: from the file's schema metadata)")
+    p.add_argument("--skip-rows", type=int, default=0, metavar="N",
+                   help="start at row N of the file (rows count from 0); a stopped replay names its N")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     pf, contract = contract_of_file(args.input, args.domain)
-    stats = produce_rows(args.bootstrap, args.topic, pf, contract, rate=args.rate,
-                         progress=sys.stderr.isatty())
+    try:
+        stats = produce_rows(args.bootstrap, args.topic, pf, contract, rate=args.rate,
+                             progress=sys.stderr.isatty(), skip_rows=args.skip_rows)
+    except ProduceStopped as e:
+        raise ProduceStopped(f"{e}: {resume_command(getattr(args, 'argv', None), e.resume_row)}",
+                             e.resume_row) from None
     raw = f", {stats['raw']} verbatim" if stats["raw"] else ""
-    print(f"produce: sent {stats['sent']:,} {contract.name} events{raw} to {args.topic} on {args.bootstrap} "
-          f"in {stats['seconds']:.2f} s ({stats['events_per_s']:,.0f} events/s)")
+    skipped = f" from row {stats['skipped_rows']:,}" if stats["skipped_rows"] else ""
+    not_sent = ""
+    if stats["not_sent"]:
+        n = sum(stats["not_sent"].values())
+        kinds = ", ".join(f"{v:,} {k}" for k, v in sorted(stats["not_sent"].items()))
+        not_sent = f"; {n:,} row{'s' if n != 1 else ''} not sent ({kinds}), listed above"
+    print(f"produce: sent {stats['sent']:,} {contract.name} events{raw}{skipped} to {args.topic} on "
+          f"{args.bootstrap} in {stats['seconds']:.2f} s ({stats['events_per_s']:,.0f} events/s){not_sent}")
+    # Rows the broker cannot hold are reported like the job's dead letters, not a failure of the
+    # replay: everything else was sent. A stop (ProduceStopped) exits 1.
     return 0
+
+
+def resume_command(argv, row: int) -> str:
+    """The command line that continues a stopped replay at ``row``."""
+    import shlex
+
+    if not argv:
+        return f"resume with --skip-rows {row}"
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--skip-rows":
+            next(it, None)
+        elif not a.startswith("--skip-rows="):
+            out.append(a)
+    return "streamscore " + " ".join(shlex.quote(a) for a in out + ["--skip-rows", str(row)])

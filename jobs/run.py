@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from jobs import kafka_props
 from jobs.runtime import DEFAULT_BOOTSTRAP, RUN_DIR
@@ -69,14 +71,15 @@ def flink_settings(args, batch: bool, job: str):
                          restore_from=getattr(args, "from_savepoint", None), cluster=args.cluster, extra=extra)
 
 
-def stream_config(args, with_labels: bool):
+def stream_config(args, with_labels: bool, counts_dir: Optional[str] = None, stop_offsets=None):
     from jobs.pipeline import StreamConfig
 
     return StreamConfig(ordering=args.ordering, max_disorder_ms=args.max_disorder_ms,
                         idleness_ms=args.idleness_ms, allowed_lateness_ms=args.allowed_lateness_ms,
                         max_jump_ms=args.max_jump_ms, dedup_horizon_ms=args.dedup_horizon_ms,
                         max_amount=args.max_amount, max_record_bytes=args.max_record_bytes,
-                        with_labels=with_labels)
+                        with_labels=with_labels, counts_dir=counts_dir,
+                        stop_offsets=None if stop_offsets is None else tuple(sorted(stop_offsets.items())))
 
 
 def add_parser(sub) -> None:
@@ -88,6 +91,12 @@ def add_parser(sub) -> None:
     src.add_argument("--input", default=None, metavar="PARQUET",
                      help="read a Parquet file/folder instead of Kafka (bounded)")
     src.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT")
+    src.add_argument("--kafka-timeout-s", type=float, default=30.0, metavar="S",
+                     help="before the job is built, the broker must answer a metadata request within "
+                          "this; else one line and exit 1 (default: %(default)s)")
+    src.add_argument("--broker-lost-s", type=float, default=120.0, metavar="S",
+                     help="a broker silent this long while the job runs: cancel it, one line with the "
+                          "resume command, exit 1; 0 = wait for it for ever (default: %(default)s)")
     src.add_argument("--group-id", default="streamscore-fraud")
     src.add_argument("--start", default="earliest",
                      help="earliest | latest | committed | timestamp:MS | offsets:P:O[,P:O...] (default: %(default)s)")
@@ -104,17 +113,41 @@ def add_parser(sub) -> None:
                    help="model folder or registry (its current version); none: rules only")
     add_stream_args(p)
     add_flink_args(p)
+    p.add_argument("--resume", action="store_true",
+                   help="restore from the newest retained checkpoint of this job (under --checkpoint-dir)")
     p.set_defaults(func=run)
 
 
+@dataclass
+class RunPlan:
+    """A built, not yet started job and what execute() needs around it."""
+
+    env: object
+    settings: object
+    detached: bool
+    name: str = "streamscore-job"
+    counts_dir: Optional[str] = None
+    argv: Optional[list] = None  # the command line, to print the resume command on Ctrl-C
+    stop_watch: object = None  # ops.StopWatch of a restored --until run
+    broker_watch: object = None  # ops.BrokerWatch while the job runs
+    summary: str = "run"  # run | backfill
+    outputs: tuple = ()
+
+
 def run(args) -> int:
-    env, settings, detached = prepare(args)
-    return execute(env, f"streamscore-{args.domain}", detached=detached)
+    plan = prepare_run(args)
+    return execute(plan.env, plan.name, detached=plan.detached)
 
 
 def prepare(args):
     """Build the streaming job for parsed ``args``: (env, FlinkSettings, detach?). Not started."""
-    from jobs import fraud
+    plan = prepare_run(args)
+    return plan.env, plan.settings, plan.detached
+
+
+def prepare_run(args) -> RunPlan:
+    """Build the streaming job for parsed ``args`` (a RunPlan). Not started."""
+    from jobs import fraud, ops
     from jobs.flinkenv import make_env
     from jobs.io import KafkaSinkOptions, KafkaSource, ParquetSource, SinkSpec, StartPosition
     from jobs.pipeline import source_columns
@@ -125,6 +158,15 @@ def prepare(args):
     props = tuple(kafka_props.from_args(args).items())  # security settings for the source and every sink
     start = StartPosition.parse(args.start)
     until = StartPosition.parse(args.until) if args.until else None
+    if getattr(args, "resume", False):
+        if args.from_savepoint:
+            raise ValueError("give --resume or --from-savepoint, not both")
+        ckpt_dir = args.checkpoint_dir or str(RUN_DIR / "checkpoints" / d)
+        newest = ops.newest_checkpoint(ckpt_dir)
+        if newest is None:
+            raise ValueError(f"--resume: no retained checkpoint under {ckpt_dir} (<job-id>/chk-N/_metadata)")
+        args.from_savepoint = str(newest)
+        print(f"streamscore run {d}: resuming from {newest}", flush=True)
     sinks = fraud.FraudSinks(
         decisions=SinkSpec.parse(args.decisions or f"kafka:{d}-decisions"),
         features=SinkSpec.parse(args.features_out or f"parquet:{RUN_DIR / d / 'features'}"),
@@ -138,15 +180,35 @@ def prepare(args):
 
         model_meta = check_model(args.model, fraud.FS)  # refuse a model of another feature definition now
     settings = flink_settings(args, batch=False, job=d)
-    cfg = fraud.FraudJobConfig(stream=stream_config(args, with_labels=False), model=args.model)
+    stream_config(args, with_labels=False)  # a bad option is refused before the broker is waited for
+    kafka = not args.input
+    topic = args.topic or f"{d}-events"
+    uses_kafka = kafka or any(s.kind == "kafka" for s in (sinks.decisions, sinks.features, sinks.dead_letters,
+                                                            sinks.late))
+    client_kwargs = kafka_props.kafka_python_kwargs(dict(props))  # the same security settings as the job's
+    if uses_kafka:  # before the JVM starts: an absent broker is one line, not a stack trace a minute
+        ops.check_brokers(args.bootstrap, args.kafka_timeout_s, client_kwargs)
+    if args.broker_lost_s < 0:
+        raise ValueError(f"--broker-lost-s must be >= 0, got {args.broker_lost_s}")
+    broker_watch = ops.BrokerWatch(args.bootstrap, args.broker_lost_s, client_kwargs) \
+        if uses_kafka and args.broker_lost_s > 0 else None
+    stop_watch, stops = None, None
+    if kafka and until is not None and settings.restore_from:
+        # a restored source ignores --until (see jobs/ops.py): resolve it to offsets now, drop records
+        # past them in parse, and stop the job once it committed them
+        stops = ops.resolve_stops(args.bootstrap, topic, until, args.group_id, client_kwargs,
+                                  timeout_s=args.kafka_timeout_s)
+        stop_watch = ops.StopWatch(args.bootstrap, topic, args.group_id, stops, settings.checkpoint_dir,
+                                   client_kwargs, stall_s=max(90.0, 9 * settings.checkpoint_interval_ms / 1000))
+        until = None
+    counts_dir = str(ops.new_counts_dir(RUN_DIR / d / "counts"))
+    cfg = fraud.FraudJobConfig(stream=stream_config(args, with_labels=False, counts_dir=counts_dir,
+                                                    stop_offsets=stops), model=args.model)
     env, t_env = make_env(settings)
     if args.input:
         source = ParquetSource(args.input, source_columns(fraud.FS.contract, False, raw=_has_raw(args.input)))
-        kafka = False
     else:
-        source = KafkaSource(args.bootstrap, args.topic or f"{d}-events", start, until, args.group_id,
-                             properties=props)
-        kafka = True
+        source = KafkaSource(args.bootstrap, topic, start, until, args.group_id, properties=props)
     rows = t_env.to_data_stream(source.table(t_env))
     out = fraud.build(rows, t_env, cfg, kafka=kafka, source=source.name, batch=False)
     ss = fraud.attach_sinks(t_env, out, sinks, with_labels=False)
@@ -154,8 +216,19 @@ def prepare(args):
     print(f"streamscore run {d}: {source.name} -> decisions {_fmt(sinks.decisions)}, features "
           f"{_fmt(sinks.features)}, dead letters {_fmt(sinks.dead_letters)}, late {_fmt(sinks.late)}; "
           f"ordering {cfg.stream.ordering}, model {model_meta['model_version'] if model_meta else 'none (rules)'}, "
-          f"{'cluster ' + settings.cluster if settings.cluster else 'local MiniCluster'}", flush=True)
-    return env, settings, bool(settings.cluster) and not until and kafka
+          f"{'cluster ' + settings.cluster if settings.cluster else 'local MiniCluster'}"
+          + (f"; until offsets {stops} (restored)" if stops is not None else ""), flush=True)
+    detached = bool(settings.cluster) and not args.until and kafka
+    return attach_plan(RunPlan(env, settings, detached, name=f"streamscore-{d}", counts_dir=counts_dir,
+                               argv=getattr(args, "argv", None), stop_watch=stop_watch,
+                               broker_watch=broker_watch))
+
+
+def attach_plan(plan: RunPlan) -> RunPlan:
+    """execute() keeps its (env, name, detached) signature (jobs/bench.py substitutes its own), so
+    the rest of the plan travels on the environment object."""
+    plan.env._streamscore_plan = plan
+    return plan
 
 
 def _fmt(spec) -> str:
@@ -179,19 +252,83 @@ def parquet_columns(path: str) -> set:
 
 
 def execute(env, name: str, detached: bool = False) -> int:
-    """Run the job; a Java failure becomes one line (the root cause), not a stack trace."""
+    """Run the job and wait in Python; a Java failure becomes one line (the root cause), Ctrl-C one
+    line naming the newest retained checkpoint and the command that resumes from it. A finished
+    run prints its counts."""
+    from jobs import ops
+
+    plan: Optional[RunPlan] = getattr(env, "_streamscore_plan", None)
+    detached = detached or not _attached(env)
     t0 = time.time()
+    client = None
     try:
+        client = env.execute_async(name)
         if detached:
-            client = env.execute_async(name)
             print(f"submitted {name}: job id {client.get_job_id()}", flush=True)
             return 0
-        result = env.execute(name)
+        drain_dir = None
+        if plan is not None and plan.stop_watch is not None:
+            drain_dir = Path(plan.settings.checkpoint_dir) / f".until-drain-{int(t0)}"
+        result = ops.wait_for(client, plan.stop_watch if plan else None, drain_dir,
+                              broker_watch=plan.broker_watch if plan else None)
+    except ops.BrokerLost as e:
+        sys.stderr.write(f"{name} stopped: no Kafka broker answered at {e.bootstrap} for {e.silent_s:.0f} s "
+                         f"(--broker-lost-s); " + interrupted_line(plan, e.job_id).split("; ", 1)[-1] + "\n")
+        return 1
+    except ops.UntilUnreachable as e:
+        sys.stderr.write(f"{name} cancelled: {e}\n")
+        return 1
+    except ops.Interrupted as e:
+        sys.stderr.write(interrupted_line(plan, e.job_id) + "\n")
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C while the job was being submitted
+        sys.stderr.write(f"{name}: interrupted before the job started; nothing to resume\n")
+        return 130
     except Exception as e:  # py4j errors carry the whole Java trace
         sys.stderr.write(f"{name} failed: {root_cause(e)}\n")
         return 1
-    print(f"{name} finished in {time.time() - t0:.1f} s (job id {result.get_job_id()})", flush=True)
+    print(f"{name} finished in {time.time() - t0:.1f} s (job id {result.getJobID().toString()})", flush=True)
+    if plan is not None and plan.counts_dir:
+        print_counts(plan)
     return 0
+
+
+def _attached(env) -> bool:
+    """False under `flink run -d` (execution.attached=false): submit and return, as env.execute() did."""
+    try:
+        from pyflink.java_gateway import get_gateway
+
+        options = get_gateway().jvm.org.apache.flink.configuration.DeploymentOptions
+        return bool(env._j_stream_execution_environment.getConfiguration().get(options.ATTACHED))
+    except Exception:  # not a py4j-backed environment: wait, as for a local run
+        return True
+
+
+def interrupted_line(plan: Optional[RunPlan], job_id: str) -> str:
+    from jobs import ops
+
+    ckpt_dir = plan.settings.checkpoint_dir if plan is not None else None
+    if not ckpt_dir:  # BATCH (backfill): nothing is checkpointed
+        return "interrupted: the job was cancelled; a backfill keeps no checkpoints, run it again (--overwrite)"
+    newest = ops.newest_checkpoint(ckpt_dir, job_id) or ops.newest_checkpoint(ckpt_dir)
+    if newest is None:
+        return (f"interrupted: the job was cancelled before its first checkpoint; nothing retained under "
+                f"{ckpt_dir}, run the same command again")
+    cmd = ops.resume_command(plan.argv, newest) if plan.argv else "the same command with --resume"
+    return f"interrupted: the job was cancelled; newest retained checkpoint {newest}; resume with: {cmd}"
+
+
+def print_counts(plan: RunPlan) -> None:
+    from jobs import ops
+    from udfs.counters import read_counts
+
+    counts = read_counts(plan.counts_dir)
+    if plan.summary == "backfill":
+        lines = ops.backfill_summary(counts, plan.outputs)
+    else:
+        lines = ops.run_summary(counts)
+    note = ops.attempts_note(plan.counts_dir, plan.settings.parallelism)
+    print("\n".join(lines + ([note] if note else [])), flush=True)
 
 
 def root_cause(e: Exception) -> str:

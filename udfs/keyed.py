@@ -25,6 +25,7 @@ from pyflink.datastream.functions import KeyedProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from features.contracts import LATE
+from udfs.counters import RunCounts
 from udfs.types import REJECT_COLUMNS, reject_row, row_type
 
 LATE_EVENTS = OutputTag("late-events", row_type(REJECT_COLUMNS))
@@ -36,7 +37,7 @@ _END_OF_KEY = 2 ** 63 - 2  # a BATCH-mode timer that fires once the key's input 
 class KeyedFeatures(KeyedProcessFunction):
     def __init__(self, new_state: Callable, event_names: Sequence[str], key: str, ordering: str,
                  allowed_lateness_ms: int, label_names: Sequence[str] = (), source: str = "",
-                 batch: bool = False):
+                 batch: bool = False, counts_dir=None):
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
         if allowed_lateness_ms < 0:
@@ -49,6 +50,7 @@ class KeyedFeatures(KeyedProcessFunction):
         self.label_names = tuple(label_names)
         self.source = source
         self.batch = batch
+        self.counts_dir = counts_dir
 
     def open(self, runtime_context):
         self.history = runtime_context.get_state(
@@ -59,9 +61,13 @@ class KeyedFeatures(KeyedProcessFunction):
         mg = runtime_context.get_metrics_group()
         self.emitted = mg.counter("featureRowsEmitted")
         self.late = mg.counter("eventsLate")
+        self.counts = RunCounts(self.counts_dir, "features")  # end-of-run counts (udfs/counters.py)
         # BATCH mode feeds one key's records together and fires its timers when the key is done,
         # and nothing is checkpointed: a plain dict replaces per-event state round trips.
         self.key_buffer = {}
+
+    def close(self):
+        self.counts.close()
 
     def process_element(self, value, ctx):
         ev = dict(zip(self.event_names, value))
@@ -77,6 +83,7 @@ class KeyedFeatures(KeyedProcessFunction):
         wm = ctx.timer_service().current_watermark()
         if wm != _NO_WATERMARK and t + self.lateness <= wm:
             self.late.inc()
+            self.counts.inc("late")
             raw = json.dumps({k: v for k, v in ev.items() if k not in ("src_partition", "src_offset")})
             yield LATE_EVENTS, reject_row(LATE, f"event_time {t} is {wm - t} ms behind the watermark {wm} "
                                           f"(allowed lateness {self.lateness} ms)", raw, self.source,
@@ -87,6 +94,7 @@ class KeyedFeatures(KeyedProcessFunction):
             feats = state.update(ev)
             self.history.update(state)
             self.emitted.inc()
+            self.counts.inc("feature_rows")
             yield self._row(ev, feats)
             return
         pending = self.buffer.get(t)
@@ -103,6 +111,7 @@ class KeyedFeatures(KeyedProcessFunction):
             state = self.new_state()
             for ev in pending:
                 self.emitted.inc()
+                self.counts.inc("feature_rows")
                 yield self._row(ev, state.update(ev))
             return
         t = timestamp - self.lateness
@@ -115,6 +124,7 @@ class KeyedFeatures(KeyedProcessFunction):
         for ev in pending:
             feats = state.update(ev)
             self.emitted.inc()
+            self.counts.inc("feature_rows")
             yield self._row(ev, feats)
         self.history.update(state)
 

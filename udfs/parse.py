@@ -33,7 +33,8 @@ class ParseEvents(ProcessFunction):
 
     def __init__(self, contract: EventContract, kafka: bool, with_labels: bool, source: str,
                  max_future_ms: int, max_past_ms: int, max_jump_ms: int = 3_600_000,
-                 max_record_bytes: int = 65_536, stream_guards: bool = True, counts_dir=None):
+                 max_record_bytes: int = 65_536, stream_guards: bool = True, counts_dir=None,
+                 stop_offsets=None):
         self.contract = contract
         self.kafka = kafka
         self.source = source
@@ -41,6 +42,7 @@ class ParseEvents(ProcessFunction):
                            max_record_bytes=max_record_bytes, stream_guards=stream_guards)
         self.names = contract.field_names + (contract.label_names if with_labels else ())
         self.counts_dir = counts_dir
+        self.stop_offsets = stop_offsets  # {partition: offset} of a restored --until run (jobs/ops.py)
 
     def open(self, runtime_context):
         self.intake = Intake(self.contract, **self.limits)
@@ -56,6 +58,8 @@ class ParseEvents(ProcessFunction):
         ingest = int(time.time() * 1000)
         if self.kafka:
             raw, source, partition, offset = value[0], value[1] or self.source, value[2], value[3]
+            if self.stop_offsets is not None and offset >= self.stop_offsets.get(partition, 0):
+                return  # past --until: not part of this run, not counted (a restored source reads on)
             out = self.intake.payload(raw, ingest)
         else:
             raw, source, partition, offset = None, self.source, None, None

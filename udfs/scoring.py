@@ -18,6 +18,7 @@ from pyflink.table.udf import ScalarFunction, udf
 from features import scoring
 from features.featureset import FeatureSet
 from udfs.breaker import CircuitBreaker, Reloader
+from udfs.counters import RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ class ScoreBatch(ScalarFunction):
     """
 
     def __init__(self, feature_names: Sequence[str], model_path: Optional[str], expected_hash: str,
-                 reload_interval_s: float = 5.0, breaker: Optional[dict] = None):
+                 reload_interval_s: float = 5.0, breaker: Optional[dict] = None, counts_dir: Optional[str] = None):
         self.feature_names = list(feature_names)
         self.model_path = model_path
         self.expected_hash = expected_hash
         self.reload_interval_s = reload_interval_s
         self.breaker_settings = dict(breaker or {})
+        self.counts_dir = counts_dir
 
     def open(self, function_context):
         self.model = None
@@ -58,6 +60,7 @@ class ScoreBatch(ScalarFunction):
         self.m_trips = mg.counter("breakerTrips")
         self.m_latency = mg.distribution("ingestToDecisionMs") if hasattr(mg, "distribution") else None
         self.breaker = CircuitBreaker(**self.breaker_settings)
+        self.counts = RunCounts(self.counts_dir, "score")  # end-of-run counts (udfs/counters.py)
         registry = self.model_path and (Path(self.model_path) / scoring.CURRENT_FILE).exists()
         self.reloader = Reloader(lambda: scoring.current_version(self.model_path), self.reload_interval_s) \
             if registry else None
@@ -68,6 +71,9 @@ class ScoreBatch(ScalarFunction):
                     self.reloader.loaded(self.model.model_version)
             except Exception as e:  # a broken model must not stop payments: rules take over
                 log.error("model %s not loaded, scoring by rules: %s", self.model_path, e)
+
+    def close(self):
+        self.counts.close()
 
     def _maybe_reload(self) -> None:
         version = self.reloader.check() if self.reloader else None
@@ -105,6 +111,9 @@ class ScoreBatch(ScalarFunction):
             out = scoring.rules_only(df)
             self.m_fallbacks.inc(len(df))
         self.m_decisions.inc(len(df))
+        for decision, n in out["decision"].astype(str).value_counts().items():
+            self.counts.inc(f"decision.{decision}", int(n))
+        self.counts.inc("fallback", len(df) if fallback else 0)
         now = int(time.time() * 1000)
         if self.m_latency is not None:
             for lat in (now - ingest.dropna().to_numpy(dtype="int64")).tolist():

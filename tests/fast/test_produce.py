@@ -22,24 +22,41 @@ def _payment(i, **kw):
     return ev
 
 
-class FakeProducer:
-    """Records what produce_rows sends (kafka-python's send/flush/partitions_for surface)."""
+class Future:
+    """kafka-python's FutureRecordMetadata surface that produce_rows reads."""
 
-    def __init__(self, partitions=1):
+    def __init__(self, exception=None):
+        self.exception, self.is_done = exception, True
+
+    def succeeded(self):
+        return self.exception is None
+
+
+class FakeProducer:
+    """Records what produce_rows sends (kafka-python's send/flush/partitions_for surface).
+
+    ``fail`` maps a row's value to an exception: raised by send() if ``at_send``, else set on its
+    future (what the producer's I/O thread does when the broker refuses it)."""
+
+    def __init__(self, partitions=1, fail=None, at_send=False):
         self.sent, self.partitions, self.flushed = [], partitions, False
+        self.fail, self.at_send, self.closed = dict(fail or {}), at_send, None
 
     def partitions_for(self, topic):
         return set(range(self.partitions))
 
     def send(self, topic, value=None, key=None, timestamp_ms=None, partition=None):
+        exc = self.fail.get(value)
+        if exc is not None and self.at_send:
+            raise exc
         self.sent.append((topic, value, key, timestamp_ms, partition))
-        return self
-
-    def add_errback(self, fn):
-        return self
+        return Future(exc)
 
     def flush(self):
         self.flushed = True
+
+    def close(self, timeout=None):
+        self.closed = timeout
 
 
 def test_rows_match_to_pylist_including_nulls():
@@ -103,3 +120,50 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code = cli.main(["produce", "--topic", "t", "--input", str(tmp_path / "nope.parquet")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no such file" in err
+
+
+def _raw_rows(values):
+    return [_payment(i, **{RAW_PAYLOAD: v}) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("at_send", [True, False], ids=["refused-by-client", "refused-by-broker"])
+def test_a_row_the_broker_cannot_take_is_reported_and_sending_goes_on(at_send):
+    from kafka.errors import MessageSizeTooLargeError
+
+    big = "x" * 2_000_000
+    reports = []
+    fake = FakeProducer(fail={big.encode(): MessageSizeTooLargeError("too big")}, at_send=at_send)
+    stats = produce_rows("unused:1", "t", _raw_rows(["a", big, "b"]), PAYMENT, producer=fake,
+                         report=lambda row, reason: reports.append((row, reason)))
+    assert stats["sent"] == 2 and stats["not_sent"] == {"too_large": 1}
+    assert [r for r, _ in reports] == [1] and "2,000,000 bytes" in reports[0][1]
+    assert [v for _, v, *_ in fake.sent if v != big.encode()] == [b"a", b"b"]
+
+
+def test_a_fatal_error_stops_with_the_row_to_resume_from():
+    from kafka.errors import KafkaTimeoutError
+
+    from jobs.produce import ProduceStopped
+
+    fake = FakeProducer(fail={b"r2": KafkaTimeoutError("no broker")}, at_send=True)
+    with pytest.raises(ProduceStopped, match="resume with --skip-rows 2") as e:
+        produce_rows("unused:1", "t", _raw_rows(["r0", "r1", "r2", "r3"]), PAYMENT, producer=fake)
+    assert e.value.resume_row == 2 and [v for _, v, *_ in fake.sent] == [b"r0", b"r1"]
+    # resuming sends from that row on
+    again = FakeProducer()
+    stats = produce_rows("unused:1", "t", _raw_rows(["r0", "r1", "r2", "r3"]), PAYMENT, producer=again,
+                         skip_rows=2)
+    assert [v for _, v, *_ in again.sent] == [b"r2", b"r3"] and stats["skipped_rows"] == 2
+
+
+def test_skip_rows_crosses_batches():
+    table = pa.Table.from_pylist([_payment(i) for i in range(10)], schema=PAYMENT.arrow_schema(with_raw=True))
+    table = pa.concat_tables([table.slice(0, 3), table.slice(3, 4), table.slice(7)])
+    assert [r["event_id"] for r in _rows(table, skip=5)] == [f"e{i}" for i in range(5, 10)]
+
+
+def test_resume_command_replaces_skip_rows():
+    from jobs.produce import resume_command
+
+    cmd = resume_command(["produce", "--topic", "t", "--skip-rows", "3", "--input", "a b.parquet"], 9)
+    assert cmd == "streamscore produce --topic t --input 'a b.parquet' --skip-rows 9"

@@ -20,7 +20,7 @@ PAYMENTS = [
      "merchant_id": "Café Zürich ☕", "mcc": "5812", "amount": 4.5, "currency": "CHF",
      "lat": 47.3769, "lon": 8.5417, "device_id": None},
     {"event_id": "p-2", "event_time": "2026-03-01T14:34:57.001+02:00", "card_id": "card-ü-1",
-     "merchant_id": "東京ストア", "mcc": "5411", "amount": 1.7976931348623157e308, "currency": "JPY",
+     "merchant_id": "東京ストア", "mcc": "5411", "amount": 9_999_999.999999998, "currency": "JPY",
      "lat": -89.99999999, "lon": 179.99999999, "device_id": "dev-🙂", "is_fraud": True,
      "fraud_pattern": "card_testing"},
     {"event_id": "p-3", "event_time": 1772368500000, "card_id": "c-2", "merchant_id": "m",
