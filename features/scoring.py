@@ -30,11 +30,16 @@ The registry is a directory of versions ``v0001/``, ``v0002/``, ... each holding
 ``model.joblib`` and ``metadata.json`` (plus the training report), and a ``current`` file
 naming the promoted version. ``load_model`` refuses a model whose feature-definition hash
 differs from the one the caller computes features with (``ModelMismatchError``).
-``model.joblib`` is a pickle: only load registries you trust.
+``metadata.json`` records the SHA-256 of ``model.joblib``; ``load_model`` hashes the file's
+bytes and refuses a mismatch before unpickling them (``ModelIntegrityError``), so a replaced or
+corrupted pickle is never executed. The hash lives beside the file: it protects against a
+swapped or damaged ``model.joblib``, not against someone who can rewrite the whole version
+directory. ``model.joblib`` is a pickle: only load registries you trust.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -440,6 +445,21 @@ class ModelMismatchError(ModelLoadError):
     """The model was trained on another feature definition than the caller computes."""
 
 
+class ModelIntegrityError(ModelLoadError):
+    """``model.joblib`` is not the file its metadata recorded (SHA-256 differs or is missing)."""
+
+
+MODEL_SHA256 = "model_sha256"  # metadata key: hex SHA-256 of model.joblib's bytes
+
+
+def _sha256_file(path: Path) -> tuple:
+    """(bytes, hex sha256) of a file, read once: the bytes hashed are the bytes later unpickled."""
+    import hashlib
+
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def _versions(registry_dir: Path) -> list:
     if not registry_dir.is_dir():
         return []
@@ -503,7 +523,7 @@ def save_model(model: RiskModel, registry_dir: Union[str, os.PathLike]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=registry))
         try:
             joblib.dump(model, tmp / MODEL_FILE)
-            _write_json(tmp / METADATA_FILE, model.metadata())
+            _write_json(tmp / METADATA_FILE, {**model.metadata(), MODEL_SHA256: _sha256_file(tmp / MODEL_FILE)[1]})
             os.chmod(tmp, 0o755)
             try:
                 os.rename(tmp, registry / name)
@@ -596,7 +616,20 @@ def load_model(path_or_registry: Union[str, os.PathLike], expected_hash: Optiona
     if not mfile.is_file():
         raise ModelLoadError(f"model file missing: {mfile}")
     try:
-        model = joblib.load(mfile)
+        data, sha = _sha256_file(mfile)
+    except OSError as e:
+        raise ModelLoadError(f"model file unreadable: {mfile}: {e}") from None
+    recorded = meta.get(MODEL_SHA256)
+    if not recorded:
+        raise ModelIntegrityError(f"{vdir / METADATA_FILE} records no {MODEL_SHA256}, so {mfile} cannot be "
+                                  f"verified and is not loaded; save the model again with this version "
+                                  f"(`streamscore train fraud`)")
+    if sha != recorded:
+        raise ModelIntegrityError(f"model file {mfile} has SHA-256 {sha[:16]}..., but its {METADATA_FILE} "
+                                  f"records {str(recorded)[:16]}...: the file was replaced or is corrupt, "
+                                  f"and is not loaded (not unpickled)")
+    try:
+        model = joblib.load(io.BytesIO(data))
     except Exception as e:  # a truncated or foreign pickle raises anything
         raise ModelLoadError(f"model file corrupt or unreadable: {mfile}: {type(e).__name__}: {e}") from None
     if not isinstance(model, RiskModel):

@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "kafka": "jobs.kafka_broker",
     "cluster": "jobs.cluster",
+    "cancel": "jobs.cancel",
     "generate": "jobs.generate",
     "produce": "jobs.produce",
     "run": "jobs.run",
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     from features.scoring import ModelLoadError
     from jobs.runtime import SetupError
 
+    from jobs.runtime import ensure_java_home
+
+    ensure_java_home()  # before any Flink or Kafka process is started from here
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # run prints its resume command from it
     try:

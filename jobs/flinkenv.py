@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 
 import yaml
 
-from jobs.runtime import FLINK_CONF_DIR, ROOT, RUN_DIR, flink_jars, python_executable
+from jobs.runtime import FLINK_CONF_DIR, ROOT, RUN_DIR, ensure_java_home, flink_jars, python_executable
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ def prepare_process_env() -> None:
     # Set by PyFlink in processes that ran Python UDF code (e.g. a test process); a job client
     # started from such a process (inherits it) would refuse to launch its gateway.
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    ensure_java_home()
     os.environ.setdefault("FLINK_CONF_DIR", str(FLINK_CONF_DIR))
     log_dir = RUN_DIR / "log"
     log_dir.mkdir(parents=True, exist_ok=True)

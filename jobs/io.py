@@ -22,7 +22,12 @@ def _table_name(stem: str) -> str:
 
 
 def _with(options: dict) -> str:
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    # SQL string literals: a quote in a value (a password) doubled, or it would end the literal, break
+    # the DDL and have the parser quote the statement, secret included, in its error message
+    def lit(x) -> str:
+        return "'" + str(x).replace("'", "''") + "'"
+
+    return ", ".join(f"{lit(k)} = {lit(v)}" for k, v in options.items())
 
 
 # ---------------------------------------------------------------------------------------- replay

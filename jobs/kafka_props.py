@@ -58,11 +58,39 @@ def from_args(args) -> Dict[str, str]:
         if not sep or not key.strip():
             raise KafkaPropsError(f"--kafka-property expects KEY=VALUE, got {key.strip()[:40]!r}")
         props[key.strip()] = value.strip()
+    register_secrets(props)
     return props
 
 
+def is_secret(key: str) -> bool:
+    """Kafka's password-typed keys, plus anything Flink's own masking would call sensitive."""
+    k = key.lower()
+    return k in SECRET_KEYS or any(w in k for w in ("password", "secret", "jaas", "token", "credential"))
+
+
 def redacted(props: Dict[str, str]) -> Dict[str, str]:
-    return {k: ("[hidden]" if k in SECRET_KEYS or "password" in k else v) for k, v in props.items()}
+    return {k: ("[hidden]" if is_secret(k) else v) for k, v in props.items()}
+
+
+# Secret values of this process's settings (from_args registers them): every line the CLI prints
+# about a failure goes through scrub(), so a Java/Flink message that quotes an option cannot show one.
+_SECRETS: set = set()
+
+
+def register_secrets(props: Dict[str, str]) -> None:
+    for k, v in props.items():
+        if is_secret(k) and v:
+            _SECRETS.add(v)
+            # the jaas config's quoted values (a password) can be quoted on their own in a message
+            _SECRETS.update(val for name, val in _JAAS_OPT.findall(v) if val and is_secret(name))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret value (also SQL-escaped) replaced by [hidden]."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        for form in (secret, secret.replace("'", "''")):
+            text = text.replace(form, "[hidden]")
+    return text
 
 
 _JAAS_OPT = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')

@@ -135,7 +135,17 @@ class RunPlan:
 
 
 def run(args) -> int:
-    plan = prepare_run(args)
+    from features.scoring import ModelLoadError
+    from jobs.runtime import SetupError
+
+    try:
+        plan = prepare_run(args)
+    except (ValueError, FileNotFoundError, SetupError, ModelLoadError, KeyboardInterrupt):
+        raise  # the CLI's one-line messages; none of them quotes a setting's value
+    except Exception as e:  # a Java/Flink error building the job (e.g. "Table options are: ..." lists options)
+        why = root_cause(e).removeprefix("Caused by: ")
+        sys.stderr.write(f"streamscore run {args.domain}: the job could not be built: {why}\n")
+        return 1
     return execute(plan.env, plan.name, detached=plan.detached)
 
 
@@ -315,6 +325,7 @@ def interrupted_line(plan: Optional[RunPlan], job_id: str) -> str:
         return (f"interrupted: the job was cancelled before its first checkpoint; nothing retained under "
                 f"{ckpt_dir}, run the same command again")
     cmd = ops.resume_command(plan.argv, newest) if plan.argv else "the same command with --resume"
+    cmd = kafka_props.scrub(cmd)  # a secret given with --kafka-property is not echoed (keep it in --kafka-config)
     return f"interrupted: the job was cancelled; newest retained checkpoint {newest}; resume with: {cmd}"
 
 
@@ -335,4 +346,4 @@ def root_cause(e: Exception) -> str:
     text = str(e)
     causes = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("Caused by:")]
     line = causes[-1] if causes else text.strip().splitlines()[0] if text.strip() else repr(e)
-    return line[:500]
+    return kafka_props.scrub(line)[:500]  # a Java message may quote a (secret) Kafka setting

@@ -39,3 +39,23 @@ def kafka_classpath() -> str:
 def python_executable() -> str:
     """The interpreter Flink's Python workers must use (the venv's, never whatever is on PATH)."""
     return os.environ.get("STREAMSCORE_PYEXEC", sys.executable)
+
+
+def ensure_java_home() -> None:
+    """Make ``JAVA_HOME`` usable or absent before PyFlink looks for ``$JAVA_HOME/bin/java``.
+
+    Flink's own bash scripts (config.sh) ``export JAVA_HOME=""`` when it was unset and java is on
+    PATH, so any process started under them inherits an empty value; PyFlink then runs
+    ``bin/java`` relative to the working directory and fails with "No such file or directory".
+    An unusable value is replaced by the home of the ``java`` on PATH, or removed.
+    """
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home is None or (os.path.isabs(home) and os.path.isfile(os.path.join(home, "bin", "java"))):
+        return
+    java = shutil.which("java")
+    if java:
+        os.environ["JAVA_HOME"] = str(Path(os.path.realpath(java)).parent.parent)
+    else:
+        del os.environ["JAVA_HOME"]

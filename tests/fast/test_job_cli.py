@@ -201,3 +201,76 @@ def test_circuit_breaker_switches_to_rules_while_scoring_fails(registry):
     assert all(o["fallback"].all() for o in outs)
     assert len(calls) == 2  # tripped after two failures; the next three batches skip the model
     assert ctx.counts["breakerTrips"] == 1 and ctx.counts["fallbackDecisions"] == 500
+
+
+class _Planted:
+    """A pickle that, if ever unpickled, creates the file it names (what a malicious model does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _tampered_copy(registry, tmp_path, marker):
+    """A copy of the registry whose promoted model.joblib was replaced; its metadata untouched."""
+    import shutil
+
+    import joblib
+
+    reg = tmp_path / "models"
+    shutil.copytree(registry[0], reg)
+    joblib.dump(_Planted(marker), reg / registry[1].name / "model.joblib")
+    return reg
+
+
+def test_metadata_records_the_model_files_sha256(registry):
+    import hashlib
+
+    meta = json.loads((registry[1] / "metadata.json").read_text())
+    assert meta["model_sha256"] == hashlib.sha256((registry[1] / "model.joblib").read_bytes()).hexdigest()
+
+
+def test_tampered_model_is_refused_at_start_without_unpickling(capsys, registry, tmp_path):
+    from features.scoring import ModelIntegrityError, load_model
+
+    marker = tmp_path / "pwned"
+    reg = _tampered_copy(registry, tmp_path, marker)
+    with pytest.raises(ModelIntegrityError, match="not unpickled"):
+        load_model(reg)
+    rc, err = run(capsys, "run", "fraud", "--model", str(reg))
+    assert rc == 2 and "SHA-256" in err and len(err.splitlines()) == 1, err
+    # a metadata without the hash is refused too: nothing to verify against
+    meta_path = reg / registry[1].name / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["model_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelIntegrityError, match="records no model_sha256"):
+        load_model(reg)
+    assert not marker.exists()
+
+
+def test_tampered_model_is_refused_on_hot_reload_without_unpickling(registry, tmp_path):
+    import shutil
+
+    import joblib
+
+    from features.fraud import FRAUD_FEATURES
+    from features.scoring import load_model, promote, save_model
+    from udfs.scoring import ScoreBatch
+
+    marker = tmp_path / "pwned"
+    reg = tmp_path / "models"
+    shutil.copytree(registry[0], reg)
+    fn = ScoreBatch(FRAUD_FEATURES.feature_names, str(reg), FRAUD_FEATURES.definition_hash, reload_interval_s=0)
+    fn.open(_Metrics())
+    feats = registry[2].head(200).reset_index(drop=True)
+    cols = [feats[c] for c in FRAUD_FEATURES.feature_names] + [pd.Series([0] * 200)]
+    assert set(fn.eval(*cols)["model_version"]) == {registry[1].name}
+    v2 = save_model(load_model(reg), reg)
+    joblib.dump(_Planted(marker), v2 / "model.joblib")  # swapped after saving, metadata kept
+    promote(reg, v2.name)
+    out = fn.eval(*cols)
+    assert set(out["model_version"]) == {registry[1].name} and not out["fallback"].any()
+    assert not marker.exists()

@@ -3,6 +3,7 @@
 the end-of-run counts summary, and backfill --overwrite clearing the previous dead letters."""
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import time
@@ -246,3 +247,39 @@ def test_stop_watch_reports_a_restored_bound_it_cannot_pass(tmp_path):
         make_checkpoint(tmp_path, "job", n, 1000 + n)
     with pytest.raises(ops.UntilUnreachable, match="t:0 at offset 4, before --until's 10"):
         w.reached("job")
+
+
+# -- JAVA_HOME ---------------------------------------------------------------------------------
+# Flink's config.sh exports JAVA_HOME="" when it was unset; PyFlink then runs "bin/java" relative to
+# the working directory. A process started under Flink's scripts (a CI runner's, a job's) inherits it.
+
+def test_an_empty_java_home_is_replaced_by_the_java_on_path(monkeypatch, tmp_path):
+    import shutil
+
+    from jobs.runtime import ensure_java_home
+
+    fake = tmp_path / "jdk"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "java").write_text("#!/bin/sh\n")
+    (fake / "bin" / "java").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake / "bin"))
+    assert shutil.which("java") == str(fake / "bin" / "java")
+    for bad in ("", "relative/jdk", str(tmp_path / "no-such-jdk")):
+        monkeypatch.setenv("JAVA_HOME", bad)
+        ensure_java_home()
+        assert os.environ["JAVA_HOME"] == str(fake.resolve()), bad
+
+
+def test_a_usable_java_home_is_kept_and_a_useless_one_without_java_removed(monkeypatch, tmp_path):
+    from jobs.runtime import ensure_java_home
+
+    good = tmp_path / "jdk"
+    (good / "bin").mkdir(parents=True)
+    (good / "bin" / "java").write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(good))
+    ensure_java_home()
+    assert os.environ["JAVA_HOME"] == str(good)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("JAVA_HOME", "")
+    ensure_java_home()
+    assert "JAVA_HOME" not in os.environ
