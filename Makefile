@@ -29,10 +29,11 @@ $(STAMPS)/venv: setup.py
 	@touch $@
 
 jars: $(STAMPS)/jars
-$(STAMPS)/jars: jvm/pom.xml jvm/flink/pom.xml jvm/kafka/pom.xml
+ENGINE_SRC := $(shell find jvm/engine/src -name '*.java' 2>/dev/null)
+$(STAMPS)/jars: jvm/pom.xml jvm/flink/pom.xml jvm/kafka/pom.xml jvm/engine/pom.xml $(ENGINE_SRC)
 	@mkdir -p $(STAMPS)
 	rm -rf .jars
-	mvn -q -B -f jvm/pom.xml dependency:copy-dependencies
+	mvn -q -B -f jvm/pom.xml package dependency:copy-dependencies
 	@touch $@
 
 clean:

@@ -6,7 +6,7 @@ setup(
     description="Event-driven, real-time AI on Apache Flink: fraud, recommendations and IoT anomaly jobs",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "features", "features.*",
-                                    "training", "training.*"]),
+                                    "training", "training.*", "bench", "bench.*"]),
     install_requires=[
         "apache-flink==2.2.1",  # keep in step with jvm/pom.xml (flink.version)
         "kafka-python>=2.2,<4",

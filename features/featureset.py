@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
 from features.contracts import EventContract
-
-FEATURE_TYPES = ("int64", "float64", "bool")
+from features.declare import ENGINE_TYPES, FEATURE_TYPES, Aggregation, Derived, resolve  # noqa: F401
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -53,11 +52,19 @@ class FeatureSet:
     key: str
     order_by: Sequence[str]
     windows: Mapping[str, int]  # window name -> length in ms
-    features: Sequence[Feature]
     retention_ms: int  # how much event-time history per key the logic needs
+    items: Sequence  # Aggregation / Derived declarations, in output order
     doc: str = ""
+    # The output features (name, dtype, window, nullable), resolved from the items.
+    features: Sequence[Feature] = field(init=False, repr=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "items", tuple(self.items))
+        feats, info = resolve(self.name, self.items, self.contract, self.windows, self.passthrough)
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "_declared", info)
+        if tuple(self.order_by) != ("event_time", "event_id"):
+            raise ValueError(f"feature set {self.name}: order_by must be ('event_time', 'event_id')")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError(f"feature set {self.name}: duplicate feature names")
@@ -102,6 +109,34 @@ class FeatureSet:
     def definition_hash(self) -> str:
         blob = json.dumps(self.definition(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def declared(self) -> dict:
+        """Per item name (hidden aggregations included): dtype, nullable, window and the item."""
+        return self._declared
+
+    def engine_spec(self) -> dict:
+        """The JSON-able spec the Java operator (jvm/engine Spec) executes: aggregations only.
+
+        ``columns`` are the contract fields the aggregations read, in contract order, with their
+        engine types (long/double/string/boolean); ``window_ms`` None means unbounded (``last``).
+        Derived features are not in it: they run in Python, vectorized.
+        """
+        aggs = [it for it in self.items if isinstance(it, Aggregation)]
+        inputs = {a.input for a in aggs if a.input is not None}
+        fields = [f for f in self.contract.all_fields if f.name in inputs]
+        return {
+            "name": self.name,
+            "version": self.version,
+            "definition_hash": self.definition_hash,
+            "key": self.key,
+            "order_by": list(self.order_by),
+            "retention_ms": self.retention_ms,
+            "columns": [{"name": f.name, "type": ENGINE_TYPES[f.type], "nullable": f.nullable} for f in fields],
+            "aggregations": [{"name": a.name, "op": a.op, "input": a.input,
+                              "window_ms": None if a.window is None else self.windows[a.window],
+                              "prior": a.prior, "min_count": a.min_count} for a in aggs],
+        }
 
     def arrow_schema(self, with_labels: bool = False):
         """Schema of the feature rows written by backfill and by the served-feature log."""

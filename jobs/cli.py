@@ -18,7 +18,7 @@ COMMANDS = {
     "train": "jobs.train",
     "monitor": "jobs.monitor",
     "demo": "jobs.demo",
-    "bench": "jobs.bench",
+    "bench": "bench.command",
 }
 
 

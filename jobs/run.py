@@ -235,7 +235,7 @@ def prepare_run(args) -> RunPlan:
 
 
 def attach_plan(plan: RunPlan) -> RunPlan:
-    """execute() keeps its (env, name, detached) signature (jobs/bench.py substitutes its own), so
+    """execute() keeps its (env, name, detached) signature (bench/worker.py substitutes its own), so
     the rest of the plan travels on the environment object."""
     plan.env._streamscore_plan = plan
     return plan

@@ -3,7 +3,7 @@ with a per-partition watermark declared in the DDL. Planning only (EXPLAIN): no 
 import sys, json
 sys.path.insert(0, "/work/main")
 from jobs.flinkenv import make_env, FlinkSettings
-from jobs.bench import PAYMENT_SQL, _ddl_cols
+from bench.sql import PAYMENT_SQL, _ddl_cols
 
 env, t = make_env(FlinkSettings(batch=False, parallelism=1))
 t.execute_sql(f"""CREATE TEMPORARY TABLE payments ({_ddl_cols(PAYMENT_SQL)},

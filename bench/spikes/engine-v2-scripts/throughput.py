@@ -1,9 +1,9 @@
 """Spike (issue 8) item 1: STREAMING Flink SQL fraud features (OVER windows, exclusive bounds) over a pre-loaded
-Kafka topic vs the bench's Java-only reference (jobs.bench.velocity_sql), same script, parallelism 1."""
+Kafka topic vs the bench's Java-only reference (bench.sql.velocity_sql), same script, parallelism 1."""
 import sys, time, json, uuid
 sys.path.insert(0, "/work/main")
 from jobs.flinkenv import make_env, FlinkSettings
-from jobs.bench import PAYMENT_SQL, _ddl_cols, velocity_sql
+from bench.sql import PAYMENT_SQL, _ddl_cols, velocity_sql
 BS, TOPIC, N = "127.0.0.1:19092", sys.argv[1], int(sys.argv[2])
 
 def src(t, g):
