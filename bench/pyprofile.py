@@ -14,20 +14,20 @@ from jobs.runtime import ROOT, SetupError
 
 
 def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
-    """The fraud job's Python per-event work without Flink: parse + validate, keyed features with a
-    pickled state round trip per event, scoring in batches of 1,000. Times each stage, then writes a
-    cProfile of the whole path (top functions) to ``out_dir/profile-python.txt``."""
+    """The fraud job's Python work without Flink: parse + validate per event, then the derived
+    features and scoring in batches of 1,000 (the aggregations run on the JVM: computed here by
+    the pandas reference, untimed). Times each stage, then writes a cProfile of the whole path
+    (top functions) to ``out_dir/profile-python.txt``."""
     import cProfile
     import io
-    import pickle
     import pstats
 
     import pandas as pd
 
     from features.contracts import PAYMENT
-    from features.fraud import FRAUD_FEATURES, CardHistory
+    from features.execute import aggregate, derive
+    from features.fraud import FRAUD_FEATURES
     from features.synthetic import generate_payments, records
-    from udfs.keyed import KeyedFeatures
     from udfs.parse import ParseEvents
     from udfs.scoring import ScoreBatch
     from udfs.types import event_columns
@@ -43,24 +43,6 @@ def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
         def counter(self, name):
             return _Counter()
 
-    pickling = [0.0]
-
-    class _State:  # a ValueState that pickles like Flink's PICKLED_BYTE_ARRAY
-        def __init__(self, store, key):
-            self.store, self.key = store, key
-
-        def value(self):
-            t = time.perf_counter()
-            b = self.store.get(self.key[0])
-            v = None if b is None else pickle.loads(b)
-            pickling[0] += time.perf_counter() - t
-            return v
-
-        def update(self, v):
-            t = time.perf_counter()
-            self.store[self.key[0]] = pickle.dumps(v)
-            pickling[0] += time.perf_counter() - t
-
     class _Runtime:
         def __init__(self, store, key):
             self.store, self.key = store, key
@@ -70,9 +52,6 @@ def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
 
         def get_metric_group(self):
             return _Metrics()
-
-        def get_state(self, desc):
-            return _State(self.store, self.key)
 
     class _Timers:
         def current_watermark(self):
@@ -87,29 +66,22 @@ def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
                         max_past_ms=10 ** 12)
     parse.open(_Runtime({}, key))
     names = [c for c, _ in event_columns(PAYMENT, False)]
-    keyed = KeyedFeatures(CardHistory, names, "card_id", "arrival", 0, (), "bench")
-    store: dict = {}
-    keyed.open(_Runtime(store, key))
     scorer = ScoreBatch(FRAUD_FEATURES.feature_names, None, FRAUD_FEATURES.definition_hash)
     scorer.open(_Runtime({}, key))
     ctx = _Ctx()
-    card_index = names.index("card_id")
 
     def stage_parse():
         return [r for p in payloads for r in parse.process_element((p, "t", 0, 0), ctx)]
 
-    def stage_keyed(rows):
-        store.clear()
-        out = []
-        for r in rows:
-            key[0] = r[card_index]
-            out.extend(keyed.process_element(r, ctx))
-        return out
+    def aggregated(rows):  # the JVM's part, untimed
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=names)
+        return pd.concat([frame, aggregate(FRAUD_FEATURES, frame)], axis=1)
 
-    def stage_score(rows):
-        k = len(FRAUD_FEATURES.feature_names)
-        feats = pd.DataFrame([tuple(r)[3:3 + k + 1] for r in rows],
-                             columns=list(FRAUD_FEATURES.feature_names) + ["ingest_ms"])
+    def stage_derive(frame):
+        return pd.concat([derive(FRAUD_FEATURES, frame.iloc[i:i + 1000]) for i in range(0, len(frame), 1000)])
+
+    def stage_score(frame):
+        feats = frame[list(FRAUD_FEATURES.feature_names) + ["ingest_ms"]]
         for i in range(0, len(feats), 1000):
             part = feats.iloc[i:i + 1000]
             scorer.eval(*[part[c] for c in part.columns])  # the features, then ingest_ms
@@ -118,18 +90,17 @@ def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
     t = time.perf_counter()
     rows = stage_parse()
     times["parse + validate JSON"] = time.perf_counter() - t
+    frame = aggregated(rows)
     t = time.perf_counter()
-    pickling[0] = 0.0
-    feats = stage_keyed(rows)
-    times["keyed features (incl. state pickling)"] = time.perf_counter() - t
-    times["  of which: state unpickle + pickle"] = pickling[0]
+    feats = stage_derive(frame)
+    times["derived features (pandas, batches of 1,000)"] = time.perf_counter() - t
     t = time.perf_counter()
     stage_score(feats)
     times["score (pandas, batches of 1,000)"] = time.perf_counter() - t
 
     prof = cProfile.Profile()
     prof.enable()
-    stage_score(stage_keyed(stage_parse()))
+    stage_score(stage_derive(aggregated(stage_parse())))
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
@@ -137,7 +108,7 @@ def python_path_profile(n: int, seed: int, out_dir: Path) -> dict:
     text = text.replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "profile-python.txt").write_text(
-        f"cProfile of the fraud job's Python per-event path outside Flink, {n:,} events, sorted by own time\n\n{text}")
+        f"cProfile of the fraud job's Python path outside Flink (aggregations: JVM, not included), {n:,} events, sorted by own time\n\n{text}")
     us = {k: round(1e6 * v / n, 2) for k, v in times.items()}
     total = sum(v for k, v in us.items() if not k.startswith("  "))
     return {"events": n, "us_per_event": us, "us_total": round(total, 2),

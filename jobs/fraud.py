@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 from pyflink.datastream import DataStream
 from pyflink.table.expressions import col
 
-from features.fraud import FRAUD_FEATURES, CardHistory
+from features.fraud import FRAUD_FEATURES
 from jobs.io import KafkaSinkOptions, SinkSpec, create_sink
 from jobs.pipeline import StreamConfig, build_features
 from udfs.scoring import RESULT_FIELDS, score_udf
@@ -28,7 +28,7 @@ class FraudJobConfig:
 
 
 class FraudOutputs(NamedTuple):
-    features: DataStream
+    features: object  # a Table of udfs.types.feature_columns
     decisions: Optional[object]  # a Table, or None when not scoring
     dead_letters: DataStream
     late: DataStream
@@ -44,10 +44,10 @@ def decision_columns() -> list:
 
 def build(rows: DataStream, t_env, cfg: FraudJobConfig, *, kafka: bool, source: str, batch: bool) -> FraudOutputs:
     """The fraud graph over source rows; see jobs.pipeline.build_features for ``rows``."""
-    streams = build_features(rows, FS, CardHistory, cfg.stream, kafka=kafka, source=source, batch=batch)
+    streams = build_features(rows, t_env, FS, cfg.stream, kafka=kafka, source=source, batch=batch)
     decisions = None
     if cfg.score:
-        table = t_env.from_data_stream(streams.features)
+        table = streams.features
         scorer = score_udf(FS, cfg.model, counts_dir=cfg.stream.counts_dir)
         scored = table.select(*[col(n) for n in FS.output_columns], col("ingest_ms"),
                               scorer(*[col(n) for n in FS.feature_names], col("ingest_ms")).alias("verdict"))
@@ -70,7 +70,7 @@ def attach_sinks(t_env, out: FraudOutputs, sinks: FraudSinks, with_labels: bool)
     ss = t_env.create_statement_set()
     n = 0
     feat_cols = feature_columns(FS, with_labels)
-    targets = [(sinks.features, t_env.from_data_stream(out.features), feat_cols, None, "features"),
+    targets = [(sinks.features, out.features, feat_cols, None, "features"),
                (sinks.dead_letters, t_env.from_data_stream(out.dead_letters), list(REJECT_COLUMNS), None,
                 "dead_letters"),
                (sinks.late, t_env.from_data_stream(out.late), list(REJECT_COLUMNS), None, "late")]

@@ -1,5 +1,5 @@
-"""The shape every pipeline shares: parse + validate -> watermarks -> dedup (by event_id) -> key_by ->
-feature operator.
+"""The shape every pipeline shares: parse + validate -> watermarks -> dedup (by event_id) -> the
+declared-feature engine (key_by + the Java aggregation operator, derived features in a pandas UDF).
 
 ``build_features`` is pure graph construction: it takes a stream of source rows and returns
 the output streams, so the same graph runs on Kafka, on Parquet, in tests and in backfill.
@@ -7,7 +7,7 @@ the output streams, so the same graph runs on Kafka, on Parquet, in tests and in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
@@ -15,9 +15,9 @@ from pyflink.datastream import DataStream
 from features.contracts import EventContract
 from features.featureset import DAY_MS, FeatureSet
 from udfs.dedup import DUPLICATES, Dedup
-from udfs.keyed import LATE_EVENTS, ORDERINGS, KeyedFeatures
+from udfs.engine import ORDERINGS, declared_features
 from udfs.parse import DEAD_LETTERS, ParseEvents
-from udfs.types import EVENT_EXTRAS, event_columns, feature_columns, row_type
+from udfs.types import EVENT_EXTRAS, event_columns, row_type
 from udfs.watermarks import bounded_out_of_orderness
 
 
@@ -64,7 +64,7 @@ class StreamConfig:
 
 
 class FeatureStreams(NamedTuple):
-    features: DataStream  # one row per accepted, on-time event
+    features: object  # a Table: one row per accepted, on-time event (udfs.types.feature_columns)
     dead_letters: DataStream  # malformed records, with reason and source position
     late: DataStream  # events behind the watermark, with reason
 
@@ -80,7 +80,7 @@ def _field(contract: EventContract, name: str, attr: str):
     return next((getattr(f, attr) for f in contract.all_fields if f.name == name), None)
 
 
-def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: StreamConfig, *,
+def build_features(rows: DataStream, t_env, fs: FeatureSet, cfg: StreamConfig, *,
                    kafka: bool, source: str, batch: bool) -> FeatureStreams:
     """The feature graph over ``rows`` (Kafka (payload, topic, partition, offset) or Parquet rows)."""
     contract = fs.contract
@@ -112,14 +112,9 @@ def build_features(rows: DataStream, fs: FeatureSet, new_state: Callable, cfg: S
                                 counts_dir=cfg.counts_dir), output_type=row_type(ev_cols))
                  .name(f"{uid}/dedup").uid(f"{uid}/dedup"))
         dead_letters = dead_letters.union(timed.get_side_output(DUPLICATES))
-    key_index = [n for n, _ in ev_cols].index(fs.key)
     labels = contract.label_names if cfg.with_labels else ()
     # BATCH sorts by key but not by time within a key: only the event-time ordering is deterministic there.
     ordering = "event-time" if batch else cfg.ordering
-    feats = (timed.key_by(lambda r: r[key_index], key_type=Types.STRING())
-             .process(KeyedFeatures(new_state, [n for n, _ in ev_cols], fs.key, ordering,
-                                    cfg.allowed_lateness_ms, labels, source, batch=batch,
-                                    counts_dir=cfg.counts_dir),
-                      output_type=row_type(feature_columns(fs, cfg.with_labels)))
-             .name(f"{uid}/features").uid(f"{uid}/features"))
-    return FeatureStreams(feats, dead_letters, feats.get_side_output(LATE_EVENTS))
+    feats = declared_features(timed, t_env, fs, ev_cols, ordering=ordering, allowed_lateness_ms=cfg.allowed_lateness_ms,
+                              uid=f"{uid}/features", source=source, label_names=labels, counts_dir=cfg.counts_dir)
+    return FeatureStreams(feats.features, dead_letters, feats.late)

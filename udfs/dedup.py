@@ -52,7 +52,7 @@ class Dedup(KeyedProcessFunction):
         self.seen = runtime_context.get_state(ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY()))
         self.dropped = runtime_context.get_metrics_group().counter("eventsDuplicate")
         self.counts = RunCounts(self.counts_dir, "dedup")
-        # BATCH: one key's records arrive together and nothing is checkpointed (see udfs/keyed.py)
+        # BATCH: one key's records arrive together and nothing is checkpointed (the Java feature operator relies on the same)
         self.key_buffer = {}
 
     def close(self):

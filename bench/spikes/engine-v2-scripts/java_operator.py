@@ -71,7 +71,7 @@ def java_features(t_env, table, ordering):
     from pyflink.java_gateway import get_gateway
     ds = t_env.to_data_stream(table)
     res = get_gateway().jvm.io.streamscore.engine.Engine.features(
-        ds._j_data_stream, row_type().get_java_type_info(), json.dumps(SPEC), ordering, 0, "fraud/features")
+        ds._j_data_stream, row_type().get_java_type_info(), json.dumps(SPEC), ordering, 0, "fraud/features", None)
     return DataStream(res.features())
 
 

@@ -14,7 +14,6 @@ import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -22,7 +21,8 @@ import java.util.List;
  * followed by the aggregation values. Orderings: "arrival" scores each event as it arrives over the
  * events already in state; "event-time" holds events until the watermark passes time + allowed
  * lateness and scores them in (time, id) order (in BATCH mode, at the end of each key: the backfill).
- * An event at or behind the watermark by more than the allowed lateness leaves on {@code late}.
+ * An event at or behind the watermark by more than the allowed lateness leaves on {@code late}: its row
+ * and, appended, the watermark it was behind.
  */
 public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Row> {
     private static final long serialVersionUID = 1L;
@@ -37,10 +37,12 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
 
     private transient ValueState<History> history;
     private transient MapState<Long, List<Row>> pending;
+    private final String countsDir;
     private transient Counter emitted, lateCount;
+    private transient long rowsEmitted, rowsLate;
 
     DeclaredFeatures(Spec spec, int timeIdx, int idIdx, int[] colIdx, String ordering, long lateness,
-                     TypeInformation<Row> inType, OutputTag<Row> late) {
+                     TypeInformation<Row> inType, OutputTag<Row> late, String countsDir) {
         if (!ordering.equals("arrival") && !ordering.equals("event-time")) {
             throw new IllegalArgumentException("ordering must be arrival or event-time, got " + ordering);
         }
@@ -55,6 +57,7 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
         this.lateness = lateness;
         this.inType = inType;
         this.late = late;
+        this.countsDir = countsDir == null || countsDir.isEmpty() ? null : countsDir;
     }
 
     @Override
@@ -68,13 +71,41 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
         lateCount = getRuntimeContext().getMetricGroup().counter("eventsLate");
     }
 
+    /**
+     * End-of-run counts, in the format of udfs/counters.py (RunCounts): one JSON file per operator
+     * instance in the run's counts folder, written when the operator closes, renamed into place.
+     */
+    @Override
+    public void close() throws Exception {
+        if (countsDir == null || (rowsEmitted == 0 && rowsLate == 0)) {
+            return;
+        }
+        java.nio.file.Path dir = java.nio.file.Paths.get(countsDir);
+        java.nio.file.Files.createDirectories(dir);
+        String stem = "features-" + ProcessHandle.current().pid() + "-"
+                + java.util.UUID.randomUUID().toString().substring(0, 8);
+        java.nio.file.Path tmp = dir.resolve("." + stem + ".tmp");
+        String json = "{\"operator\": \"features\", \"counts\": {\"feature_rows\": " + rowsEmitted
+                + ", \"late\": " + rowsLate + "}}";
+        java.nio.file.Files.write(tmp, json.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        java.nio.file.Files.move(tmp, dir.resolve(stem + ".json"), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        rowsEmitted = rowsLate = 0;
+    }
+
     @Override
     public void processElement(Row row, Context ctx, Collector<Row> out) throws Exception {
         long t = (Long) row.getField(timeIdx);
         long wm = ctx.timerService().currentWatermark();
         if (wm != Long.MIN_VALUE && t + lateness <= wm) {
             lateCount.inc();
-            ctx.output(late, row);
+            rowsLate++;
+            // the input row and the watermark it was behind, for the late record's detail
+            Row o = new Row(row.getKind(), row.getArity() + 1);
+            for (int i = 0; i < row.getArity(); i++) {
+                o.setField(i, row.getField(i));
+            }
+            o.setField(row.getArity(), wm);
+            ctx.output(late, o);
             return;
         }
         if (!eventTimeOrder) {
@@ -103,7 +134,7 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
             return;
         }
         pending.remove(t);
-        waiting.sort(Comparator.comparing(r -> (String) r.getField(idIdx)));
+        waiting.sort((x, y) -> History.compareIds((String) x.getField(idIdx), (String) y.getField(idIdx)));
         History h = history.value();
         if (h == null) {
             h = aggregator.newHistory();
@@ -129,6 +160,7 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
             o.setField(n + a, feats[a]);
         }
         emitted.inc();
+        rowsEmitted++;
         return o;
     }
 }

@@ -15,6 +15,7 @@ import java.util.List;
 /**
  * Entry point from PyFlink (through py4j): {@code Engine.features(stream, specJson, ordering, lateness)}
  * keys a stream of named Rows by the spec's key and appends the spec's aggregations to every row.
+ * {@code countsDir} (null or empty: none) receives the operator's end-of-run counts.
  */
 public final class Engine {
     private Engine() {}
@@ -65,7 +66,7 @@ public final class Engine {
      * names, but as an external type; the caller states the row type it selected).
      */
     public static Result features(DataStream<Row> in, RowTypeInfo inType, String specJson, String ordering,
-                                  long allowedLatenessMs, String uid) {
+                                  long allowedLatenessMs, String uid, String countsDir) {
         Spec spec = Spec.parse(specJson);
         List<String> names = Arrays.asList(inType.getFieldNames());
         int[] colIdx = new int[spec.columns.size()];
@@ -79,9 +80,14 @@ public final class Engine {
             types[n + a] = typeOf(spec.aggs.get(a).kind(spec.kinds));
             outNames[n + a] = spec.aggs.get(a).name;
         }
-        OutputTag<Row> lateTag = new OutputTag<>(uid + "-late", inType);
+        String[] lateNames = Arrays.copyOf(inType.getFieldNames(), n + 1);
+        TypeInformation<?>[] lateTypes = Arrays.copyOf(inType.getFieldTypes(), n + 1);
+        lateNames[n] = "watermark";
+        lateTypes[n] = Types.LONG;
+        OutputTag<Row> lateTag = new OutputTag<>(uid + "-late", new RowTypeInfo(lateTypes, lateNames));
         DeclaredFeatures fn = new DeclaredFeatures(spec, index(names, spec.timeColumn, "time column"),
-                index(names, spec.idColumn, "id column"), colIdx, ordering, allowedLatenessMs, inType, lateTag);
+                index(names, spec.idColumn, "id column"), colIdx, ordering, allowedLatenessMs, inType, lateTag,
+                countsDir);
         SingleOutputStreamOperator<Row> out = in
                 .keyBy(new FieldKey(index(names, spec.key, "key")), Types.STRING)
                 .process(fn, new RowTypeInfo(types, outNames))
