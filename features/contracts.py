@@ -113,9 +113,14 @@ def string_problem(v: str, max_length: int) -> Optional[str]:
     return None
 
 
+# Each check carries ``intake``: what it tests, as data, so the JVM intake (jvm/engine Intake) can
+# accept the values that certainly pass it; a check without it sends its field to the Python path.
 def identifier(v: str) -> Optional[str]:
     """Ids are not blank."""
     return "must not be blank" if not v.strip() else None
+
+
+identifier.intake = {"kind": "not_blank"}
 
 
 def matches(pattern: str, what: str) -> Callable[[Any], Optional[str]]:
@@ -123,12 +128,14 @@ def matches(pattern: str, what: str) -> Callable[[Any], Optional[str]]:
 
     def check(v: str) -> Optional[str]:
         return None if rx.fullmatch(v) else f"must be {what}"
+    check.intake = {"kind": "regex", "pattern": pattern}
     return check
 
 
 def one_of(*allowed: str) -> Callable[[Any], Optional[str]]:
     def check(v: str) -> Optional[str]:
         return None if v in allowed else f"must be one of {sorted(allowed)}"
+    check.intake = {"kind": "one_of", "values": sorted(allowed)}
     return check
 
 
@@ -346,6 +353,21 @@ class EventContract:
     @property
     def _nullable(self) -> frozenset:
         return frozenset(f.name for f in self.all_fields if f.nullable)
+
+    def intake_spec(self, with_labels: bool = False) -> dict:
+        """The contract as data for the JVM intake (jvm/engine Intake): per field its type, presence,
+        range, length and check (``{"kind": "opaque"}`` where a check is not describable: that field's
+        values then always take the Python path). Labels are always checked where present (as
+        ``validate`` does) and ``emit``-ted only ``with_labels``."""
+        def spec(f: Field, label: bool) -> dict:
+            check = getattr(f.check, "intake", None) if f.check is not None else None
+            return {"name": f.name, "type": f.type, "required": f.required, "nullable": f.nullable, "label": label,
+                    "emit": with_labels or not label, "min": f.min_value, "max": f.max_value,
+                    "max_length": f.max_length,
+                    "check": check if f.check is None or check is not None else {"kind": "opaque"}}
+        return {"contract": self.name, "version": self.version,
+                "fields": [spec(f, False) for f in self.fields] + [spec(f, True) for f in self.labels],
+                "min_time": MIN_EVENT_TIME_MS, "max_time": MAX_EVENT_TIME_MS}
 
     def flink_sql_columns(self, with_labels: bool = False) -> list:
         """(name, SQL type) pairs for a Flink table over Parquet files of this contract."""

@@ -2,12 +2,16 @@
 
 A producer that retries, a replayed partition or a hostile client can deliver one event several
 times; each copy must not get its own decision. Copies are recognised by ``event_id``; what they
-carry is compared through a **fingerprint**: the first 16 bytes of SHA-256 over the event's
-contract fields (and labels, where carried) as a compact JSON array in the contract's order.
-Lineage (Kafka partition/offset, ingest time) is not content: two deliveries of one event differ
+carry is compared through a **fingerprint**: the first 16 bytes of SHA-256 over a typed binary
+encoding of the event's contract fields (and labels, where carried) in the contract's order: null
+``N``; booleans ``T``/``F``; integers ``I`` + 8 bytes big-endian two's complement; floats ``D`` +
+the 8 IEEE-754 bytes big-endian; strings ``S`` + 4-byte big-endian length + UTF-8. Binary rather
+than text, so the Java operator (jvm/engine ``Fingerprint``) computes the same bytes without
+sharing Python's float-to-text algorithm. Lineage (Kafka partition/offset, ingest time) is not content: two deliveries of one event differ
 there and are still identical copies.
 
-Rules (udfs/dedup.py applies them, keyed by event_id, before the per-card features):
+Rules (the JVM dedup operator applies them, keyed by event_id, before the per-card features;
+jvm/engine DedupRules is their Java twin, held to these by tests/integration/test_jvm_parity.py):
 
 * Two records with one event_id whose event times are less than the horizon apart are copies of
   one event. The first is kept; each other one is a dead letter: ``duplicate`` when the
@@ -29,23 +33,37 @@ Rules (udfs/dedup.py applies them, keyed by event_id, before the per-card featur
 from __future__ import annotations
 
 import hashlib
-import json
+import struct
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from features.contracts import DUPLICATE, DUPLICATE_ID_CONFLICT
 
 FINGERPRINT_BYTES = 16
-# One encoder, built once: compact and deterministic (contract values are str/int/float/bool/None;
-# anything else is fingerprinted by its repr rather than raising).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True, default=repr)
+_LONG, _DOUBLE, _LEN = struct.Struct(">q"), struct.Struct(">d"), struct.Struct(">I")
 
 Verdict = Tuple[str, str]  # (dead-letter reason, detail)
 
 
+def _encode(v, out: list) -> None:
+    if v is None:
+        out.append(b"N")
+    elif isinstance(v, bool):
+        out.append(b"T" if v else b"F")
+    elif isinstance(v, int) and -2 ** 63 <= v < 2 ** 63:
+        out.append(b"I" + _LONG.pack(v))
+    elif isinstance(v, float):
+        out.append(b"D" + _DOUBLE.pack(v))
+    else:  # strings; anything else by its text (R), never raising
+        s = (v if isinstance(v, str) else str(v)).encode("utf-8", errors="surrogatepass")
+        out.append((b"S" if isinstance(v, str) else b"R") + _LEN.pack(len(s)) + s)
+
+
 def fingerprint(values: Iterable) -> bytes:
-    """16 bytes of SHA-256 over ``values`` (an event's content, in contract order) as a JSON array."""
-    text = _ENCODER.encode(list(values))
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()[:FINGERPRINT_BYTES]
+    """16 bytes of SHA-256 over ``values`` (an event's content, in contract order), typed and binary."""
+    parts: list = []
+    for v in values:
+        _encode(v, parts)
+    return hashlib.sha256(b"".join(parts)).digest()[:FINGERPRINT_BYTES]
 
 
 def is_copy(first_time: int, time: int, horizon_ms: int) -> bool:

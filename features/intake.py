@@ -1,7 +1,10 @@
 """Intake: whatever bytes arrive become exactly one outcome, an accepted event or a dead letter.
 
-This is the pure half of the parse operator (udfs/parse.py adds only Flink): contract
-validation, the bounds on work per record, and the stream-order guards on event time. It never
+This is the reference intake: contract validation, the bounds on work per record, and the
+stream-order guards on event time. In a job, the JVM intake (jvm/engine ``Intake``) takes the
+records it is certain this one accepts, with the same values, and hands the rest to it
+(udfs/parse.py); the time guards run on the JVM after both (``TimeGuards``, the same rules word
+for word; ``time_guards=False`` leaves them out here). It never
 raises: an unexpected error in reading a record is itself a dead letter (``unparseable``), so
 one record can neither stop the job nor vanish.
 
@@ -52,7 +55,7 @@ class Intake:
 
     def __init__(self, contract: EventContract, *, max_record_bytes: int = MAX_RECORD_BYTES,
                  max_future_ms: int = DAY_MS, max_jump_ms: int = 3_600_000, max_past_ms: int = 365 * DAY_MS,
-                 stream_guards: bool = True):
+                 stream_guards: bool = True, time_guards: bool = True):
         if min(max_record_bytes, max_future_ms, max_jump_ms, max_past_ms) <= 0:
             raise ValueError("intake bounds must be > 0")
         self.contract = contract
@@ -61,6 +64,8 @@ class Intake:
         self.max_jump_ms = max_jump_ms
         self.max_past_ms = max_past_ms
         self.stream_guards = stream_guards
+        # False: contract validation only; the caller applies the time guards (jvm/engine TimeGuards)
+        self.time_guards = time_guards
         self.newest: Optional[int] = None  # newest accepted event_time
         self.jumps: list = []  # consecutive event times refused as jumping ahead
 
@@ -83,7 +88,8 @@ class Intake:
     def _guarded(self, read, now_ms: int) -> Outcome:
         try:
             ev = read()
-            self._check_time(ev["event_time"], now_ms)
+            if self.time_guards:
+                self._check_time(ev["event_time"], now_ms)
         except InvalidEvent as e:
             return Outcome(None, e.reason, e.detail)
         except Exception as e:  # noqa: BLE001 - by design: one record must never stop the job

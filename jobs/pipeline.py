@@ -9,16 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-from pyflink.common import Types
 from pyflink.datastream import DataStream
 
 from features.contracts import EventContract
 from features.featureset import DAY_MS, FeatureSet
-from udfs.dedup import DUPLICATES, Dedup
+from udfs.dedup import deduplicate
 from udfs.engine import ORDERINGS, declared_features
-from udfs.parse import DEAD_LETTERS, ParseEvents
+from udfs.parse import intake
 from udfs.types import EVENT_EXTRAS, event_columns, row_type
-from udfs.watermarks import bounded_out_of_orderness
+from udfs.watermarks import with_watermarks
 
 
 @dataclass(frozen=True)
@@ -88,30 +87,26 @@ def build_features(rows: DataStream, t_env, fs: FeatureSet, cfg: StreamConfig, *
     uid = fs.name
     if _field(contract, "amount", "max_value") not in (None, cfg.max_amount):  # payments only
         contract = contract.with_range("amount", max_value=cfg.max_amount)
-    parsed = (rows.process(ParseEvents(contract, kafka=kafka, with_labels=cfg.with_labels, source=source,
-                                       max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms,
-                                       max_jump_ms=cfg.max_jump_ms, max_record_bytes=cfg.max_record_bytes,
-                                       stream_guards=not batch, counts_dir=cfg.counts_dir,
-                                       stop_offsets=None if cfg.stop_offsets is None else dict(cfg.stop_offsets)),
-                           output_type=row_type(ev_cols))
-              .name(f"{uid}/parse").uid(f"{uid}/parse"))
-    timed = parsed
+    row_info = rows.get_type()
+    row_info = getattr(row_info, "_type_info", row_info)  # a Table's rows come as ExternalTypeInfo(RowTypeInfo)
+    names = [] if kafka else list(row_info.get_field_names())
+    parsed = intake(rows, contract, ev_cols, kafka=kafka, source_names=names, with_labels=cfg.with_labels,
+                    source=source, max_future_ms=cfg.max_future_ms, max_past_ms=cfg.max_past_ms,
+                    max_jump_ms=cfg.max_jump_ms, max_record_bytes=cfg.max_record_bytes, stream_guards=not batch,
+                    counts_dir=cfg.counts_dir,
+                    stop_offsets=None if cfg.stop_offsets is None else dict(cfg.stop_offsets), uid=uid)
+    timed = parsed.events
     if not batch:
-        t_index = [n for n, _ in ev_cols].index("event_time")
-        timed = (parsed.assign_timestamps_and_watermarks(
-            bounded_out_of_orderness(t_index, cfg.max_disorder_ms, cfg.idleness_ms))
-            .name(f"{uid}/watermarks").uid(f"{uid}/watermarks"))
-    dead_letters = parsed.get_side_output(DEAD_LETTERS)
+        timed = with_watermarks(timed, ev_cols, cfg.max_disorder_ms, cfg.idleness_ms, f"{uid}/watermarks")
+    dead_letters = parsed.dead_letters
     if cfg.dedup_horizon_ms > 0:
         # keyed by event_id, before the card key: a copy never reaches any card's history or the scorer
-        names = [n for n, _ in ev_cols]
-        id_index = names.index("event_id")
-        content = [n for n in names if n not in {x for x, _ in EVENT_EXTRAS}]
-        timed = (timed.key_by(lambda r: r[id_index], key_type=Types.STRING())
-                 .process(Dedup(names, content, cfg.dedup_horizon_ms, source, batch=batch,
-                                counts_dir=cfg.counts_dir), output_type=row_type(ev_cols))
-                 .name(f"{uid}/dedup").uid(f"{uid}/dedup"))
-        dead_letters = dead_letters.union(timed.get_side_output(DUPLICATES))
+        extras = {x for x, _ in EVENT_EXTRAS}
+        content = [n for n, _ in ev_cols if n not in extras]
+        dedup = deduplicate(timed, ev_cols, content, cfg.dedup_horizon_ms, batch=batch, uid=f"{uid}/dedup",
+                            source=source, counts_dir=cfg.counts_dir)
+        timed = dedup.kept
+        dead_letters = dead_letters.union(dedup.duplicates)
     labels = contract.label_names if cfg.with_labels else ()
     # BATCH sorts by key but not by time within a key: only the event-time ordering is deterministic there.
     ordering = "event-time" if batch else cfg.ordering

@@ -1,110 +1,65 @@
-"""The de-duplication operator: keyed by event_id, one copy of each event goes on (features/dedup.py).
+"""De-duplication on the JVM: keyed by event_id, one copy of each event goes on (rules: features/dedup.py).
 
 Placed after the watermarks and before key_by(card), so a repeated event_id never reaches the
-card's history or the scorer, whichever card the copy names. Copies leave on the DUPLICATES side
-output in the dead-letter shape (jobs/pipeline.py unions it into the dead letters), with the
-event as JSON in ``raw`` (content only; lineage is in the dead letter's own columns).
-
-Streaming: ValueState per event_id holds (event_time, fingerprint); an event-time timer at
-event_time + horizon clears it, so the state is bounded by event time and checkpointed with the
-job. BATCH: the records of one event_id arrive together; a plain dict holds them until the
-key's end-of-key timer, then features.dedup.resolve picks the kept one independently of row
-order (the fingerprint is only computed for ids that have more than one record).
+card's history or the scorer, whichever card the copy names. The operator is Java
+(jvm/engine ``Dedup``; no Python per record): streaming keeps the first copy's (event_time,
+fingerprint) in checkpointed state, cleared by an event-time timer at event_time + horizon;
+BATCH resolves a key's copies independently of row order. Copies are rare: they come back
+through one small Python map that writes them in the dead-letter shape, with the event as JSON
+in ``raw`` (content only; lineage is in the dead letter's own columns).
 """
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
-from pyflink.common import Types
-from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import KeyedProcessFunction
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream import DataStream
 
-from features.dedup import fingerprint, is_copy, resolve, verdict
-from udfs.counters import RunCounts
+from udfs.engine import engine_jar_class
 from udfs.types import REJECT_COLUMNS, reject_row, row_type
 
-DUPLICATES = OutputTag("duplicates", row_type(REJECT_COLUMNS))
-_END_OF_KEY = 2 ** 63 - 2  # a BATCH-mode timer that fires once the key's input is exhausted
-_MAX_TIMER = 2 ** 63 - 3  # below the end-of-key timestamp; a huge horizon must not overflow a long
+LINEAGE = ("src_partition", "src_offset", "ingest_ms")
 
 
-class Dedup(KeyedProcessFunction):
-    """``event_names``: the event row's columns; ``content_names``: those that make up its content
-    (contract fields and labels, not lineage)."""
+class DedupStreams(NamedTuple):
+    kept: DataStream  # the input rows, one per event
+    duplicates: DataStream  # REJECT_COLUMNS rows
 
-    def __init__(self, event_names: Sequence[str], content_names: Sequence[str], horizon_ms: int,
-                 source: str = "", batch: bool = False, counts_dir=None):
-        if horizon_ms <= 0:
-            raise ValueError("the dedup horizon must be > 0 (leave the operator out to turn it off)")
-        self.event_names = tuple(event_names)
-        self.content_idx = tuple(self.event_names.index(n) for n in content_names)
-        self.content_names = tuple(content_names)
-        self.t_idx = self.event_names.index("event_time")
-        self.lineage_idx = tuple(self.event_names.index(n) for n in ("src_partition", "src_offset", "ingest_ms"))
-        self.horizon = horizon_ms
+
+def deduplicate(events: DataStream, event_columns: Sequence, content_names: Sequence[str], horizon_ms: int, *,
+                batch: bool, uid: str, source: str, counts_dir: Optional[str] = None) -> DedupStreams:
+    """``events``: rows of ``event_columns`` ((name, SQL type)); ``content_names``: the columns that make
+    up an event's content (contract fields and labels, not lineage)."""
+    if horizon_ms <= 0:
+        raise ValueError("the dedup horizon must be > 0 (leave the operator out to turn it off)")
+    names = [n for n, _ in event_columns]
+    from pyflink.java_gateway import get_gateway
+
+    gw = get_gateway()
+    content = gw.new_array(gw.jvm.String, len(content_names))
+    for i, n in enumerate(content_names):
+        content[i] = n
+    res = engine_jar_class().dedup(events._j_data_stream, row_type(event_columns).get_java_type_info(),
+                                   "event_id", "event_time", content, int(horizon_ms), bool(batch), uid, counts_dir)
+    dups = (DataStream(res.duplicates()).map(DuplicateRow(names, content_names, source),
+                                             output_type=row_type(REJECT_COLUMNS))
+            .name(f"{uid}-rejects").uid(f"{uid}-rejects"))
+    return DedupStreams(DataStream(res.kept()), dups)
+
+
+class DuplicateRow:
+    """A copy from the Java operator (the event row, then reason and detail) -> a REJECT_COLUMNS row."""
+
+    def __init__(self, names: Sequence[str], content_names: Sequence[str], source: str):
+        self.names = list(names)
+        self.content = [self.names.index(n) for n in content_names]
+        self.content_names = list(content_names)
+        self.lineage = [self.names.index(n) for n in LINEAGE]
         self.source = source
-        self.batch = batch
-        self.counts_dir = counts_dir
 
-    def open(self, runtime_context):
-        self.seen = runtime_context.get_state(ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY()))
-        self.dropped = runtime_context.get_metrics_group().counter("eventsDuplicate")
-        self.counts = RunCounts(self.counts_dir, "dedup")
-        # BATCH: one key's records arrive together and nothing is checkpointed (the Java feature operator relies on the same)
-        self.key_buffer = {}
-
-    def close(self):
-        self.counts.close()
-
-    def _fp(self, value) -> bytes:
-        return fingerprint([value[i] for i in self.content_idx])
-
-    def process_element(self, value, ctx):
-        if self.batch:
-            key = ctx.get_current_key()
-            pending = self.key_buffer.get(key)
-            if pending is None:
-                self.key_buffer[key] = [value]
-                ctx.timer_service().register_event_time_timer(_END_OF_KEY)
-            else:
-                pending.append(value)
-            return
-        t = value[self.t_idx]
-        fp = self._fp(value)
-        seen = self.seen.value()
-        if seen is not None:
-            t0, fp0 = seen
-            if is_copy(t0, t, self.horizon):
-                yield self._reject(value, *verdict(t0, fp0, t, fp))
-                return
-            if t < t0:  # an older, distinct use of the id: the newer one stays remembered
-                yield value
-                return
-        self.seen.update((t, fp))
-        ctx.timer_service().register_event_time_timer(min(t + self.horizon, _MAX_TIMER))
-        yield value
-
-    def on_timer(self, timestamp, ctx):
-        if self.batch:
-            pending = self.key_buffer.pop(ctx.get_current_key(), ())
-            if len(pending) == 1:
-                yield pending[0]
-                return
-            outcomes = resolve([(v[self.t_idx], self._fp(v)) for v in pending], self.horizon)
-            for v, out in zip(pending, outcomes):
-                yield v if out is None else self._reject(v, *out)
-            return
-        seen = self.seen.value()
-        # an earlier id's timer must not clear the state of a later, distinct use of that id
-        if seen is not None and min(seen[0] + self.horizon, _MAX_TIMER) <= timestamp:
-            self.seen.clear()
-
-    def _reject(self, value, reason: str, detail: str):
-        self.dropped.inc()
-        self.counts.inc(reason)
-        raw = json.dumps({n: value[i] for n, i in zip(self.content_names, self.content_idx)},
+    def __call__(self, value):
+        n = len(self.names)
+        raw = json.dumps({name: value[i] for name, i in zip(self.content_names, self.content)},
                          separators=(",", ":"), default=str)
-        partition, offset, ingest = (value[i] for i in self.lineage_idx)
-        return DUPLICATES, reject_row(reason, detail, raw, self.source, partition, offset, ingest)
+        partition, offset, ingest = (value[i] for i in self.lineage)
+        return reject_row(value[n], value[n + 1], raw, self.source, partition, offset, ingest)

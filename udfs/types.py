@@ -10,7 +10,7 @@ _CONTRACT_TYPES = {STRING: Types.STRING, INT64: Types.LONG, FLOAT64: Types.DOUBL
                    TIMESTAMP_MS: Types.LONG}
 _FEATURE_TYPES = {"int64": Types.LONG, "float64": Types.DOUBLE, "bool": Types.BOOLEAN}
 _SQL = {"STRING": Types.STRING, "BIGINT": Types.LONG, "DOUBLE": Types.DOUBLE, "BOOLEAN": Types.BOOLEAN,
-        "INT": Types.INT}
+        "INT": Types.INT, "BYTES": lambda: Types.PRIMITIVE_ARRAY(Types.BYTE())}
 
 # Lineage carried with every accepted event: when it entered the job and where it came from.
 EVENT_EXTRAS = (("ingest_ms", "BIGINT"), ("src_partition", "INT"), ("src_offset", "BIGINT"))

@@ -1,27 +1,25 @@
-"""Event-time watermarks, assigned after parsing so a malformed or absurd timestamp never
-reaches the watermark generator (it was dead-lettered first)."""
+"""Event-time watermarks on the JVM, assigned after parsing so a malformed or absurd timestamp never
+reaches the watermark generator (it was dead-lettered first).
+
+Flink's own bounded-out-of-orderness generator (watermark = newest event_time - max_disorder_ms
+- 1, an idle input stops holding it back), with the timestamp read from the row's ``event_time``
+by a Java assigner (jvm/engine ``Engine.watermarks``): a Python assigner would cross into Python
+for every record.
+"""
 from __future__ import annotations
 
-from pyflink.common import Duration, WatermarkStrategy
-from pyflink.common.watermark_strategy import TimestampAssigner
+from typing import Sequence
+
+from pyflink.datastream import DataStream
+
+from udfs.engine import engine_jar_class
+from udfs.types import row_type
 
 
-class EventTime(TimestampAssigner):
-    """Reads the event's ``event_time`` (epoch ms) field."""
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def extract_timestamp(self, value, record_timestamp) -> int:
-        return value[self.index]
-
-
-def bounded_out_of_orderness(event_time_index: int, max_disorder_ms: int, idleness_ms: int = 0):
-    """Watermark = newest event_time - max_disorder_ms - 1; an idle input stops holding it back."""
-    if max_disorder_ms < 0:
-        raise ValueError("max out-of-orderness must be >= 0")
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(max_disorder_ms))
-                .with_timestamp_assigner(EventTime(event_time_index)))
-    if idleness_ms > 0:
-        strategy = strategy.with_idleness(Duration.of_millis(idleness_ms))
-    return strategy
+def with_watermarks(events: DataStream, event_columns: Sequence, max_disorder_ms: int, idleness_ms: int,
+                    uid: str) -> DataStream:
+    """``events`` (rows of ``event_columns``) with timestamps from ``event_time`` and watermarks."""
+    if max_disorder_ms < 0 or idleness_ms < 0:
+        raise ValueError("max out-of-orderness and idleness must be >= 0")
+    return DataStream(engine_jar_class().watermarks(events._j_data_stream, row_type(event_columns).get_java_type_info(),
+                                                    "event_time", int(max_disorder_ms), int(idleness_ms), uid))

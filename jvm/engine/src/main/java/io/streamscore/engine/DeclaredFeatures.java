@@ -71,24 +71,13 @@ public final class DeclaredFeatures extends KeyedProcessFunction<String, Row, Ro
         lateCount = getRuntimeContext().getMetricGroup().counter("eventsLate");
     }
 
-    /**
-     * End-of-run counts, in the format of udfs/counters.py (RunCounts): one JSON file per operator
-     * instance in the run's counts folder, written when the operator closes, renamed into place.
-     */
+    /** End-of-run counts (see {@link RunCounts}). */
     @Override
     public void close() throws Exception {
-        if (countsDir == null || (rowsEmitted == 0 && rowsLate == 0)) {
-            return;
-        }
-        java.nio.file.Path dir = java.nio.file.Paths.get(countsDir);
-        java.nio.file.Files.createDirectories(dir);
-        String stem = "features-" + ProcessHandle.current().pid() + "-"
-                + java.util.UUID.randomUUID().toString().substring(0, 8);
-        java.nio.file.Path tmp = dir.resolve("." + stem + ".tmp");
-        String json = "{\"operator\": \"features\", \"counts\": {\"feature_rows\": " + rowsEmitted
-                + ", \"late\": " + rowsLate + "}}";
-        java.nio.file.Files.write(tmp, json.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        java.nio.file.Files.move(tmp, dir.resolve(stem + ".json"), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        RunCounts counts = new RunCounts(countsDir, "features");
+        counts.add("feature_rows", rowsEmitted);
+        counts.add("late", rowsLate);
+        counts.close();
         rowsEmitted = rowsLate = 0;
     }
 
