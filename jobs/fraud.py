@@ -14,7 +14,7 @@ from pyflink.table.expressions import col
 from features.fraud import FRAUD_FEATURES
 from jobs.io import KafkaSinkOptions, SinkSpec, create_sink
 from jobs.pipeline import StreamConfig, build_features
-from udfs.scoring import RESULT_FIELDS, score_udf
+from udfs.scoring import RESULT_FIELDS, scorer
 from udfs.types import REJECT_COLUMNS, feature_columns
 
 FS = FRAUD_FEATURES
@@ -44,16 +44,15 @@ def decision_columns() -> list:
 
 def build(rows: DataStream, t_env, cfg: FraudJobConfig, *, kafka: bool, source: str, batch: bool) -> FraudOutputs:
     """The fraud graph over source rows; see jobs.pipeline.build_features for ``rows``."""
-    streams = build_features(rows, t_env, FS, cfg.stream, kafka=kafka, source=source, batch=batch)
-    decisions = None
-    if cfg.score:
-        table = streams.features
-        scorer = score_udf(FS, cfg.model, counts_dir=cfg.stream.counts_dir)
-        scored = table.select(*[col(n) for n in FS.output_columns], col("ingest_ms"),
-                              scorer(*[col(n) for n in FS.feature_names], col("ingest_ms")).alias("verdict"))
-        decisions = scored.select(*[col("verdict").get(n).alias(n) if n in dict(RESULT_FIELDS) else col(n)
-                                    for n, _ in decision_columns()])
-    return FraudOutputs(streams.features, decisions, streams.dead_letters, streams.late)
+    score = scorer(FS, cfg.model, counts_dir=cfg.stream.counts_dir) if cfg.score else None
+    streams = build_features(rows, t_env, FS, cfg.stream, kafka=kafka, source=source, batch=batch, scorer=score)
+    table = streams.features
+    if score is None:
+        return FraudOutputs(table, None, streams.dead_letters, streams.late)
+    verdict = dict(RESULT_FIELDS)  # one UDF gave features and verdicts: the served features leave the verdict out
+    features = table.select(*[col(n) for n in table.get_schema().get_field_names() if n not in verdict])
+    decisions = table.select(*[col(n) for n, _ in decision_columns()])
+    return FraudOutputs(features, decisions, streams.dead_letters, streams.late)
 
 
 @dataclass(frozen=True)

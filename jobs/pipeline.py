@@ -80,8 +80,11 @@ def _field(contract: EventContract, name: str, attr: str):
 
 
 def build_features(rows: DataStream, t_env, fs: FeatureSet, cfg: StreamConfig, *,
-                   kafka: bool, source: str, batch: bool) -> FeatureStreams:
-    """The feature graph over ``rows`` (Kafka (payload, topic, partition, offset) or Parquet rows)."""
+                   kafka: bool, source: str, batch: bool, scorer=None) -> FeatureStreams:
+    """The feature graph over ``rows`` (Kafka (payload, topic, partition, offset) or Parquet rows).
+
+    ``scorer`` (udfs.scoring.ScoreBatch): score every feature row in the derived features' UDF; the
+    features table then also has the RESULT_FIELDS columns."""
     contract = fs.contract
     ev_cols = event_columns(contract, cfg.with_labels)
     uid = fs.name
@@ -111,5 +114,6 @@ def build_features(rows: DataStream, t_env, fs: FeatureSet, cfg: StreamConfig, *
     # BATCH sorts by key but not by time within a key: only the event-time ordering is deterministic there.
     ordering = "event-time" if batch else cfg.ordering
     feats = declared_features(timed, t_env, fs, ev_cols, ordering=ordering, allowed_lateness_ms=cfg.allowed_lateness_ms,
-                              uid=f"{uid}/features", source=source, label_names=labels, counts_dir=cfg.counts_dir)
+                              uid=f"{uid}/features", source=source, label_names=labels, counts_dir=cfg.counts_dir,
+                              scorer=scorer)
     return FeatureStreams(feats.features, dead_letters, feats.late)

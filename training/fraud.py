@@ -47,7 +47,7 @@ import pandas as pd
 
 from features.fraud import FRAUD_FEATURES
 from features.scoring import (ANOMALY_VIEW, BLOCK, DECISIONS, MODEL_REASON, RULES, STEP_UP, RiskModel,
-                              combine, isolation_scores, isolation_tables, save_model)
+                              combine, save_model)
 
 LABEL = "is_fraud"
 PATTERN = "fraud_pattern"
@@ -276,13 +276,6 @@ def _train(features_df, registry_dir, seed, progress, feature_set, block_precisi
 
     forest, fill = _fit_iforest(X_all[tr], order, seed)
     proto.iforest, proto.iforest_fill = forest, fill
-    proto.iforest_paths = isolation_tables(forest)
-    probe = proto.iforest_matrix(X_all[tr[:: max(1, len(tr) // 2000)]])
-    if not np.allclose(isolation_scores(forest, proto.iforest_paths, probe), -forest.score_samples(probe),
-                       rtol=0, atol=1e-9):  # the fast scoring path must be sklearn's, exactly
-        proto.iforest_paths = None
-        print("warning: fast IsolationForest scoring disagrees with sklearn; using score_samples",
-              file=sys.stderr)
     raw_tr = proto.raw_anomaly(X_all[tr])
     proto.anomaly_ref = np.quantile(raw_tr, np.linspace(0, 1, ANOMALY_REF_POINTS))
     step(f"fitted IsolationForest on {len(tr)} train rows")

@@ -1,4 +1,5 @@
-"""Vectorized scoring inside the stream: a pandas UDF that loads the model once per worker.
+"""Vectorized scoring inside the stream: loads the model once per worker and scores Arrow batches
+(run inside the derived features' pandas UDF, udfs/engine.py).
 
 The UDF never kills the job: a model that cannot be loaded, or a batch that fails to score,
 is scored by the rules alone and marked ``fallback = true`` (counted in the metrics). A model
@@ -13,7 +14,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 from pyflink.table import DataTypes
-from pyflink.table.udf import ScalarFunction, udf
+from pyflink.table.udf import ScalarFunction
 
 from features import scoring
 from features.featureset import FeatureSet
@@ -92,6 +93,10 @@ class ScoreBatch(ScalarFunction):
         *features, ingest = columns
         df = pd.concat(features, axis=1)
         df.columns = self.feature_names
+        return self.score(df, ingest)
+
+    def score(self, df: pd.DataFrame, ingest: pd.Series) -> pd.DataFrame:
+        """RESULT_FIELDS for a batch of feature rows (``df``, columns ``feature_names``)."""
         self._maybe_reload()
         out = None
         if self.model is not None and self.breaker.allow():
@@ -130,10 +135,15 @@ class ScoreBatch(ScalarFunction):
         })
 
 
-def score_udf(fs: FeatureSet, model_path: Optional[str], **kwargs):
-    """The pandas UDF scoring ``fs``'s feature columns (then ``ingest_ms``) into a ROW of RESULT_FIELDS."""
-    kinds = {"DOUBLE": DataTypes.DOUBLE(), "STRING": DataTypes.STRING(), "BOOLEAN": DataTypes.BOOLEAN(),
-             "BIGINT": DataTypes.BIGINT(), "ARRAY<STRING>": DataTypes.ARRAY(DataTypes.STRING())}
-    result = DataTypes.ROW([DataTypes.FIELD(n, kinds[t]) for n, t in RESULT_FIELDS])
-    return udf(ScoreBatch(fs.feature_names, model_path, fs.definition_hash, **kwargs), result_type=result,
-               func_type="pandas")
+RESULT_TYPES = {"DOUBLE": DataTypes.DOUBLE(), "STRING": DataTypes.STRING(), "BOOLEAN": DataTypes.BOOLEAN(),
+                "BIGINT": DataTypes.BIGINT(), "ARRAY<STRING>": DataTypes.ARRAY(DataTypes.STRING())}
+
+
+def result_fields() -> list:
+    """RESULT_FIELDS as DataTypes.FIELDs, for a UDF's ROW result."""
+    return [DataTypes.FIELD(n, RESULT_TYPES[t]) for n, t in RESULT_FIELDS]
+
+
+def scorer(fs: FeatureSet, model_path: Optional[str], **kwargs) -> ScoreBatch:
+    """The scoring function of ``fs`` (for udfs/engine.py, which runs it in the derived features' UDF)."""
+    return ScoreBatch(fs.feature_names, model_path, fs.definition_hash, **kwargs)

@@ -171,14 +171,6 @@ def test_load_current_and_score(trained, feature_rows):
     assert ((out["decision"] == "approve") == (out["reasons"] == "")).all()
 
 
-def test_fast_isolation_path_matches_sklearn(trained, feature_rows):
-    model = load_model(trained[1])
-    assert model.iforest_paths is not None
-    X = model.matrix(feature_rows.iloc[::50])
-    expected = -model.iforest.score_samples(model.iforest_matrix(X))
-    np.testing.assert_allclose(model.raw_anomaly(X), expected, rtol=0, atol=1e-12)
-
-
 def test_load_model_refuses_another_feature_definition(trained):
     registry, _, _ = trained
     with pytest.raises(ModelMismatchError) as e:
