@@ -5,7 +5,7 @@ Sections (``--sections``; all by default, ``--quick`` runs small versions of the
 * throughput  N payments pre-loaded into Kafka; the fraud job (``streamscore run fraud --until
               latest``, decisions to Kafka) vs a Java-only Flink SQL job computing the velocity
               features with OVER RANGE windows over the same topic.
-* backfill    ``streamscore backfill fraud`` (Flink BATCH) vs ``features.fraud_reference``
+* backfill    ``streamscore backfill fraud`` (pandas engine and Flink BATCH) vs ``tests.reference.fraud_reference``
               (pandas) on the same Parquet file, and whether their values agree.
 * latency     event-to-decision latency at fixed producer rates, consumer-observed and
               job-internal, per delivery guarantee and Flink option set.
@@ -118,7 +118,7 @@ def bench_main(args) -> int:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     options = parse_options(args.flink_options)
-    steps = {"throughput": 3, "backfill": 4, "latency": len(args.latency_variant) + ("exactly-once" in args.delivery),
+    steps = {"throughput": 3, "backfill": 5, "latency": len(args.latency_variant) + ("exactly-once" in args.delivery),
              "scaling": 5, "memory": 3, "profile": 1 + (4 if args.ablations and "throughput" in sections else 0)}
     progress = Progress(2 + sum(steps[s] for s in sections))
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("streamscore") else ["bench"]

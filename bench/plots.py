@@ -51,11 +51,16 @@ def make_plots(results: dict, out: Path) -> list:
         files.append(_save(fig, out / "scaling.png"))
     bf = results.get("backfill")
     if bf and bf.get("flink") and bf.get("reference"):
-        fig, ax = plt.subplots(figsize=(6, 4.5))
+        fig, ax = plt.subplots(figsize=(8 if bf.get("pandas") else 6, 4.5))
         vals = [bf["flink"].get("rows_per_s") or 0, bf["flink"].get("rows_per_s_wall") or 0,
                 bf["reference"].get("rows_per_s") or 0]
-        ax.bar(["Flink BATCH\n(net runtime)", "Flink BATCH\n(process wall)", "pandas reference\n(read+compute+write)"],
-               vals, color=["C0", "C0", "C1"])
+        names = ["Flink BATCH\n(net runtime)", "Flink BATCH\n(process wall)", "pandas reference\n(read+compute+write)"]
+        colors = ["C0", "C0", "C1"]
+        if bf.get("pandas"):
+            vals.insert(0, bf["pandas"].get("rows_per_s") or 0)
+            names.insert(0, "pandas engine\n(read+compute+write)")
+            colors.insert(0, "C2")
+        ax.bar(names, vals, color=colors)
         ax.set_ylabel("rows/s")
         ax.set_title(f"Backfill, {bf['events']:,} events")
         fig.tight_layout()

@@ -442,6 +442,11 @@ MAX_RAW_KEPT = 16_384
 MAX_DETAIL_CHARS = 1_000
 
 
+def bounded_detail(detail: str) -> str:
+    """A dead letter's detail, at most MAX_DETAIL_CHARS (+ "...")."""
+    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[:MAX_DETAIL_CHARS] + "..."
+
+
 def bounded_raw(raw: Any) -> tuple:
     """(text, encoding, size in bytes, sha256 hex) of a payload, its text at most MAX_RAW_KEPT bytes.
 

@@ -16,7 +16,7 @@ from features.featureset import DAY_MS, FeatureSet
 from udfs.dedup import deduplicate
 from udfs.engine import ORDERINGS, declared_features
 from udfs.parse import intake
-from udfs.types import EVENT_EXTRAS, event_columns, row_type
+from udfs.types import EVENT_EXTRAS, event_columns
 from udfs.watermarks import with_watermarks
 
 

@@ -28,16 +28,12 @@ def reject_row(reason: str, detail: str, raw, source: str, partition, offset, in
     """A dead-letter / late row in REJECT_COLUMNS order; ``raw`` is bytes, str or None."""
     from pyflink.common import Row
 
-    from features.contracts import bounded_raw
+    from features.contracts import bounded_detail, bounded_raw
 
     text, encoding, size, sha = bounded_raw(raw)
     return Row(reason, bounded_detail(detail), text, encoding, size, sha, source, partition, offset, ingest_ms)
 
 
-def bounded_detail(detail: str) -> str:
-    from features.contracts import MAX_DETAIL_CHARS
-
-    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[:MAX_DETAIL_CHARS] + "..."
 
 
 def event_columns(contract: EventContract, with_labels: bool) -> list:

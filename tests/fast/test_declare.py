@@ -25,7 +25,8 @@ from features.contracts import PAYMENT
 from features.declare import Aggregation, Derived
 from features.execute import aggregate, derive, execute
 from features.featureset import HOUR_MS, MINUTE_MS, FeatureSet
-from features.fraud import FRAUD_FEATURES, compute_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments
 
 

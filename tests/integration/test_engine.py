@@ -22,7 +22,8 @@ import pytest
 from features.contracts import PAYMENT
 from features.declare import Aggregation
 from features.execute import execute
-from features.fraud import FRAUD_FEATURES, compute_features
+from features.fraud import FRAUD_FEATURES
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, to_arrow
 from jobs.flinkenv import FlinkSettings, make_env
 from jobs.io import KafkaSource, ParquetSource, StartPosition

@@ -102,7 +102,7 @@ def stream(kafka_broker, topic: str, out: Path, ordering: str, *extra) -> pd.Dat
 
 def test_backfill_matches_plain_python_logic(backfill, payments):
     """The BATCH job's rows equal features.fraud run without Flink (same code, same order)."""
-    from features.fraud import compute_features
+    from tests.reference.card_history import compute_features
 
     expected = pd.DataFrame(list(compute_features(records(payments["frames"]["disordered"], PAYMENT))))
     assert len(backfill) == N_EVENTS
@@ -113,7 +113,7 @@ def test_backfill_matches_plain_python_logic(backfill, payments):
 
 
 def test_backfill_agrees_with_independent_reference(backfill, payments):
-    from features.fraud_reference import reference_features
+    from tests.reference.fraud_reference import reference_features
 
     ref = reference_features(payments["frames"]["disordered"]).set_index("event_id").sort_index()
     got = backfill.set_index("event_id").sort_index()

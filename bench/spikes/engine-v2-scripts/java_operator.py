@@ -4,7 +4,7 @@
 
 1. exactness: BATCH over a Parquet file of N payments -> Java operator (event-time order) -> collected,
    compared cell by cell with features.fraud.compute_features (CardHistory);
-2. BATCH timing: Parquet -> Java operator -> discard, vs features.fraud_reference (pandas/numpy);
+2. BATCH timing: Parquet -> Java operator -> discard, vs tests.reference.fraud_reference (pandas/numpy);
 3. STREAMING: a pre-loaded 1-partition Kafka topic -> (a) the bench's Java-only SQL reference, (b) JSON
    table source -> Java operator -> discard, (c) (b) + the derived features in a pandas UDF -> blackhole.
 Figures are printed and written to bench/results/engine-v2-java-operator.json.
@@ -25,7 +25,8 @@ import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from features.contracts import PAYMENT  # noqa: E402
-from features.fraud import FRAUD_FEATURES, compute_features  # noqa: E402
+from features.fraud import FRAUD_FEATURES  # noqa: E402
+from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, to_arrow  # noqa: E402
 from bench.sql import PAYMENT_SQL, _ddl_cols, loader_sql, velocity_sql  # noqa: E402
 from jobs.flinkenv import FlinkSettings, make_env  # noqa: E402
@@ -128,7 +129,7 @@ def check_exact(path, frame, res):
 
 
 def batch_timing(path, res):
-    from features.fraud_reference import reference_features
+    from tests.reference.fraud_reference import reference_features
     env, t_env = make_env(FlinkSettings(batch=True, parallelism=1))
     discard(java_features(t_env, parquet_source(t_env, path), "event-time"))
     timed("batch_java_operator", lambda: env.execute("batch-java"), res)

@@ -1,0 +1,1 @@
+"""Independent reference implementations the tests (and the bench) check the engine against."""
