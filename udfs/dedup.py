@@ -41,10 +41,10 @@ def deduplicate(events: DataStream, event_columns: Sequence, content_names: Sequ
         content[i] = n
     res = engine_jar_class().dedup(events._j_data_stream, row_type(event_columns).get_java_type_info(),
                                    "event_id", "event_time", content, int(horizon_ms), bool(batch), uid, counts_dir)
-    dups = (DataStream(res.duplicates()).map(DuplicateRow(names, content_names, source),
+    dups = (DataStream(res.side()).map(DuplicateRow(names, content_names, source),
                                              output_type=row_type(REJECT_COLUMNS))
             .name(f"{uid}-rejects").uid(f"{uid}-rejects"))
-    return DedupStreams(DataStream(res.kept()), dups)
+    return DedupStreams(DataStream(res.main()), dups)
 
 
 class DuplicateRow:

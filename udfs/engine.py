@@ -63,12 +63,12 @@ def declared_features(events: DataStream, t_env, fs: FeatureSet, event_columns: 
     res = engine_jar_class().features(events._j_data_stream, row_type(event_columns).get_java_type_info(),
                                       json.dumps(fs.engine_spec()), ordering, int(allowed_lateness_ms), uid,
                                       counts_dir)
-    aggregated = t_env.from_data_stream(DataStream(res.features()))
+    aggregated = t_env.from_data_stream(DataStream(res.main()))
     table = with_derived(aggregated, fs, names, scorer)
     out = [col(n) for n in fs.output_columns] + [col("ingest_ms")] + [col(n) for n in label_names]
     if scorer is not None:
         out += [col(n) for n, _ in RESULT_FIELDS]
-    late = DataStream(res.late()).map(LateRow(names, allowed_lateness_ms, source),
+    late = DataStream(res.side()).map(LateRow(names, allowed_lateness_ms, source),
                                       output_type=row_type(REJECT_COLUMNS)).name(f"{uid}/late").uid(f"{uid}/late")
     return EngineStreams(table.select(*out), late)
 

@@ -25,37 +25,7 @@ import java.util.List;
 public final class Engine {
     private Engine() {}
 
-    /** The feature stream and its late side output. */
-    public static final class Result {
-        private final SingleOutputStreamOperator<Row> features;
-        private final OutputTag<Row> lateTag;
-
-        Result(SingleOutputStreamOperator<Row> features, OutputTag<Row> lateTag) {
-            this.features = features;
-            this.lateTag = lateTag;
-        }
-
-        public SingleOutputStreamOperator<Row> features() { return features; }
-
-        public DataStream<Row> late() { return features.getSideOutput(lateTag); }
-    }
-
-    /** The kept stream and its duplicates side output (the row, then reason and detail). */
-    public static final class Deduplicated {
-        private final SingleOutputStreamOperator<Row> kept;
-        private final OutputTag<Row> tag;
-
-        Deduplicated(SingleOutputStreamOperator<Row> kept, OutputTag<Row> tag) {
-            this.kept = kept;
-            this.tag = tag;
-        }
-
-        public SingleOutputStreamOperator<Row> kept() { return kept; }
-
-        public DataStream<Row> duplicates() { return kept.getSideOutput(tag); }
-    }
-
-    /** A stream and one side output of it. */
+    /** A stream and one side output of it (features + late rows, kept rows + duplicates, ...). */
     public static final class Split {
         private final SingleOutputStreamOperator<Row> main;
         private final OutputTag<Row> tag;
@@ -163,7 +133,7 @@ public final class Engine {
      * the others leave on the duplicates output (rules: features/dedup.py). {@code contentColumns}: what
      * makes up an event's content (its fingerprint); lineage columns are not content.
      */
-    public static Deduplicated dedup(DataStream<Row> in, RowTypeInfo inType, String idColumn, String timeColumn,
+    public static Split dedup(DataStream<Row> in, RowTypeInfo inType, String idColumn, String timeColumn,
                                      String[] contentColumns, long horizonMs, boolean batch, String uid,
                                      String countsDir) {
         List<String> names = Arrays.asList(inType.getFieldNames());
@@ -184,7 +154,7 @@ public final class Engine {
                         inType)
                 .name(uid)
                 .uid(uid);
-        return new Deduplicated(kept, tag);
+        return new Split(kept, tag);
     }
 
     static final class FieldKey implements KeySelector<Row, String> {
@@ -217,7 +187,7 @@ public final class Engine {
      * {@code inType} names and types the input's fields (a Table's {@code toDataStream} rows carry their
      * names, but as an external type; the caller states the row type it selected).
      */
-    public static Result features(DataStream<Row> in, RowTypeInfo inType, String specJson, String ordering,
+    public static Split features(DataStream<Row> in, RowTypeInfo inType, String specJson, String ordering,
                                   long allowedLatenessMs, String uid, String countsDir) {
         Spec spec = Spec.parse(specJson);
         List<String> names = Arrays.asList(inType.getFieldNames());
@@ -245,6 +215,6 @@ public final class Engine {
                 .process(fn, new RowTypeInfo(types, outNames))
                 .name(uid)
                 .uid(uid);
-        return new Result(out, lateTag);
+        return new Split(out, lateTag);
     }
 }
