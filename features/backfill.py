@@ -240,7 +240,7 @@ def backfill_tables(fs, df, *, now_ms: int, max_future_ms: int = DAY_MS, dedup_h
     import pyarrow as pa
 
     feats = pa.concat_tables([features_table(fs, part, with_labels=with_labels, ingest_ms=now_ms)
-                              for part in split_by_key(events, fs.key, parts)])
+                              for part in split_by_key(events, fs.keys, parts)])
     if progress:
         progress("features", 1.0)
     return feats, dead
@@ -259,14 +259,18 @@ def prepare_events(fs, df, *, now_ms: int, max_future_ms: int = DAY_MS, dedup_ho
     return events, dead
 
 
-def split_by_key(events, key: str, parts: int) -> list:
+def split_by_key(events, key, parts: int) -> list:
     """``events`` in ``parts`` Tables, each key's events in one of them (features are per key, so
-    computing them part by part, or in parallel, gives the same rows)."""
+    computing them part by part, or in parallel, gives the same rows). ``key``: a field or a tuple."""
     import pyarrow as pa
+
+    from features.execute import key_codes
 
     if parts <= 1 or events.num_rows < 2:
         return [events]
-    codes, _ = pd.factorize(events[key].to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow_numpy")}.get))
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    frame = events.select(list(keys)).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow_numpy")}.get)
+    codes = key_codes(frame, keys)
     part = codes % parts
     return [events.filter(pa.array(part == w)) for w in range(parts)]
 
@@ -355,7 +359,7 @@ def features_table(fs, events, *, with_labels: bool, ingest_ms: Optional[int]):
         types_mapper={pa.string(): pd.StringDtype("pyarrow_numpy")}.get)
     arrays = feature_arrays(fs, frame)
     schema = feature_arrow_schema(fs, with_labels)
-    cols = [events["event_id"], events[fs.key], events["event_time"]]
+    cols = [events[n] for n in fs.passthrough]
     for f in fs.features:
         vals, valid = arrays[f.name]
         cols.append(pa.array(vals, type=schema.field(f.name).type, mask=None if valid.all() else ~valid))
@@ -370,7 +374,7 @@ def _execute_inputs(fs) -> set:
     from features.declare import Aggregation, Derived
 
     fields = set(fs.contract.field_names) | set(fs.contract.label_names)
-    need = {"event_id", "event_time", fs.key}
+    need = {"event_id", "event_time", *fs.keys}
     for it in fs.items:
         if isinstance(it, Aggregation) and it.input is not None:
             need.add(it.input)
@@ -380,17 +384,19 @@ def _execute_inputs(fs) -> set:
 
 
 def feature_arrow_schema(fs, with_labels: bool):
-    """The Parquet schema the Flink backfill writes features with: every column nullable."""
+    """The Parquet schema the Flink backfill writes features with (every column nullable), stamped with
+    the feature set's name, version and definition hash (``streamscore train`` verifies them)."""
     import pyarrow as pa
 
     kinds = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
-    cols = [pa.field("event_id", pa.string()), pa.field(fs.key, pa.string()), pa.field("event_time", pa.int64())]
+    cols = [pa.field("event_id", pa.string())] + [pa.field(k, pa.string()) for k in fs.keys] + \
+        [pa.field("event_time", pa.int64())]
     cols += [pa.field(f.name, kinds[f.dtype]) for f in fs.features]
     cols.append(pa.field("ingest_ms", pa.int64()))
     if with_labels:
         types = arrow_types(fs.contract)
         cols += [pa.field(n, types[n]) for n in fs.contract.label_names]
-    return pa.schema(cols)
+    return pa.schema(cols, metadata=fs.arrow_schema().metadata)
 
 
 def counts_of(n_features: int, dead_reasons: Sequence[str]) -> dict:

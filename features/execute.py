@@ -31,7 +31,7 @@ from typing import Iterable, Union
 import numpy as np
 import pandas as pd
 
-from features.declare import Aggregation, Derived
+from features.declare import EXP_COEFFS, LN2_NEG, MAX_DECAY_HALF_LIVES, Aggregation, Derived
 
 Frame = Union[pd.DataFrame, Iterable[dict]]
 
@@ -77,15 +77,25 @@ class _Strings:
         return self.values[idx]
 
 
-def _sort_order(key: pd.Series, times: np.ndarray, ids: pd.Series):
+def key_codes(df: pd.DataFrame, keys) -> np.ndarray:
+    """One int64 code per row, equal exactly where the rows are equal in every key field."""
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    codes, _ = pd.factorize(df[keys[0]])
+    codes = codes.astype(np.int64)
+    for k in keys[1:]:
+        more, uniq = pd.factorize(df[k])
+        codes, _ = pd.factorize(codes * (len(uniq) + 1) + more.astype(np.int64))
+        codes = codes.astype(np.int64)
+    return codes
+
+
+def _sort_order(codes: np.ndarray, times: np.ndarray, ids: pd.Series):
     """(order, group codes in sorted order): rows by (key, event_time, event_id).
 
-    Keys are grouped by equality only (results do not depend on the order of the keys); inside a
-    key, an integer sort on time, then ties of (key, time) sorted by Python's comparison of the
-    ids (code-point order), stable, so equal ids keep their input order.
+    Keys (``key_codes``) are grouped by equality only (results do not depend on the order of the
+    keys); inside a key, an integer sort on time, then ties of (key, time) sorted by Python's
+    comparison of the ids (code-point order), stable, so equal ids keep their input order.
     """
-    codes, _ = pd.factorize(key)
-    codes = codes.astype(np.int64)
     order = np.lexsort((times, codes))  # stable
     n = len(order)
     if n > 1:
@@ -203,7 +213,7 @@ def aggregate_arrays(fs, df: pd.DataFrame) -> dict:
     n = len(df)
     kinds = {c["name"]: c["type"] for c in fs.engine_spec()["columns"]}
     times = df["event_time"].astype("int64").to_numpy()
-    order, group_codes = _sort_order(df[fs.key], times, df["event_id"])
+    order, group_codes = _sort_order(key_codes(df, fs.keys), times, df["event_id"])
     lay = _Layout(group_codes, times[order])
     pos, starts = lay.pos, lay.starts
     inverse = np.empty(n, dtype=np.int64)
@@ -320,6 +330,64 @@ def _mean(lay, agg, w, x, ok):
     return _mean_values(lay, agg, w, x, ok), _nonnull_count(lay, agg, w, ok) >= agg.min_count
 
 
+def decay_weights(gap_ms: np.ndarray, half_life_ms: int) -> np.ndarray:
+    """``features.declare.decay_weight`` of every gap, vectorized with the same IEEE operations in
+    the same order (numpy never fuses a multiply and an add), so the bits are the same."""
+    y = gap_ms.astype(np.float64) / float(half_life_ms)
+    with np.errstate(all="ignore"):
+        n = np.floor(y + 0.5)
+        z = (y - n) * LN2_NEG
+        p = np.full(len(y), EXP_COEFFS[13])
+        for c in EXP_COEFFS[12::-1]:
+            p *= z
+            p += c
+        far = ~(y <= MAX_DECAY_HALF_LIVES)
+        w = np.ldexp(p, -np.where(far, 0, n).astype(np.int64))
+    w[far] = 0.0
+    return w
+
+
+def _ewma(lay, agg, w, x, ok):
+    """num / den over the window newest to oldest, chained weights (features.declare, ewma)."""
+    xs = x.astype(np.float64)
+    t = lay.t
+    # per row: the decay from its next newer non-null value of the group (unused for the newest)
+    nxt = np.full(lay.n, -1, dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    if len(rows) > 1:
+        same = lay.gid[rows[1:]] == lay.gid[rows[:-1]]
+        nxt[rows[:-1][same]] = rows[1:][same]
+    has = nxt >= 0
+    g = np.zeros(lay.n, dtype=np.float64)
+    g[has] = decay_weights(t[nxt[has]] - t[has], agg.half_life_ms)
+    all_ok = bool(ok.all())
+    num_all = np.zeros(lay.n, dtype=np.float64)
+    den_all = np.zeros(lay.n, dtype=np.float64)
+    for R, hiR, ck in lay.lags(w, agg.prior):
+        num = np.zeros(len(R), dtype=np.float64)  # in R order
+        den = np.zeros(len(R), dtype=np.float64)
+        wt = np.ones(len(R), dtype=np.float64)
+        seen = np.zeros(len(R), dtype=bool)
+        for k, c in enumerate(ck.tolist()):
+            j = hiR[:c] - k
+            v, a, d, ww = xs[j], num[:c], den[:c], wt[:c]
+            if all_ok:
+                if k:
+                    ww *= g[j]
+                a += ww * v
+                d += ww
+            else:
+                take, s = ok[j], seen[:c]
+                np.multiply(ww, g[j], out=ww, where=take & s)  # the newest value keeps w = 1.0
+                np.add(a, ww * v, out=a, where=take)
+                np.add(d, ww, out=d, where=take)
+                s |= take
+        num_all[R], den_all[R] = num, den
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vals = num_all / den_all
+    return vals, _nonnull_count(lay, agg, w, ok) >= agg.min_count
+
+
 def _all_equal(lay, agg, w, x, ok):
     """Per row: are the non-null values of its window all equal (no value: True)? Consecutive
     non-null values inside the window never differ."""
@@ -410,7 +478,7 @@ def _first_seen(lay, agg, w, x, ok):
 
 _OPS = {"count": _count, "sum": _sum, "mean": _mean, "std_pop": _std_pop,
         "min": _extreme(np.minimum), "max": _extreme(np.maximum),
-        "distinct_count": _distinct_count, "first_seen": _first_seen}
+        "distinct_count": _distinct_count, "first_seen": _first_seen, "ewma": _ewma}
 
 
 def _column(vals, valid, dtype, nullable):

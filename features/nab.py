@@ -18,7 +18,9 @@ Row order is arrival order: within a file, file order is kept as is, including t
 "what a producer replaying them side by side would send first": each row's arrival key is the
 largest timestamp of its file so far, ties by file then row.
 
-The directory is ``<repo>/data/nab`` (or ``<repo>/../shared/data/nab``) unless STREAMSCORE_NAB_DIR (or the ``root``
+Any NAB-format folder works: a NAB checkout (``data/<set>/<name>.csv`` + ``labels/combined_windows.json``)
+or a plain folder of ``timestamp,value`` CSVs with ``combined_windows.json`` beside them. File stems must be
+unique (they become ``machine_id``). The directory is ``<repo>/data/nab`` (or ``<repo>/../shared/data/nab``) unless STREAMSCORE_NAB_DIR (or the ``root``
 argument) says otherwise.
 """
 from __future__ import annotations
@@ -65,16 +67,26 @@ def guess_sensor(name: str) -> tuple:
     return "value", "unknown"
 
 
-def available(root: Optional[Union[str, Path]] = None) -> dict:
-    """{file stem: path} of every CSV under <nab dir>/data."""
-    base = nab_dir(root)
+def _data_dir(base: Path) -> Path:
+    """<base>/data in a NAB checkout; a plain folder of CSVs (any depth) is accepted too."""
     data = base / "data"
-    if not data.is_dir():
-        raise FileNotFoundError(f"no NAB data under {base} (expected {data}/<set>/<name>.csv); "
-                                f"set {ENV_VAR} to the NAB directory")
+    if data.is_dir():
+        return data
+    if base.is_dir() and any(base.rglob("*.csv")):
+        return base
+    raise FileNotFoundError(f"no NAB data under {base} (expected {data}/<set>/<name>.csv or CSV files "
+                            f"in {base}); set {ENV_VAR} to the NAB directory")
+
+
+def available(root: Optional[Union[str, Path]] = None) -> dict:
+    """{file stem: path} of every CSV under <nab dir>/data (or under the folder itself)."""
+    base = nab_dir(root)
+    data = _data_dir(base)
     found = {}
     for p in sorted(data.rglob("*.csv")):
-        found.setdefault(p.stem, p)
+        if p.stem in found:  # machine_id is the stem, so two files would merge into one series
+            raise ValueError(f"two NAB files named {p.stem}.csv: {found[p.stem]} and {p}")
+        found[p.stem] = p
     return found
 
 
@@ -102,8 +114,12 @@ def _ms(text: pd.Series) -> np.ndarray:
 
 
 def load_windows(root: Optional[Union[str, Path]] = None) -> dict:
-    """{file stem: [(start_ms, end_ms), ...]} from labels/combined_windows.json."""
-    path = nab_dir(root) / LABELS_FILE
+    """{file stem: [(start_ms, end_ms), ...]} from labels/combined_windows.json (or a
+    combined_windows.json at the top of the folder); {} when there is neither."""
+    base = nab_dir(root)
+    path = base / LABELS_FILE
+    if not path.is_file():
+        path = base / LABELS_FILE.name
     if not path.is_file():
         return {}
     with open(path) as fh:

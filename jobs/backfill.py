@@ -1,4 +1,4 @@
-"""`streamscore backfill fraud --input PARQUET --out DIR`: the streaming job's outcomes over historical
+"""`streamscore backfill <pipeline> --input PARQUET --out DIR`: the streaming job's outcomes over historical
 Parquet, written as feature rows (plus labels when present) and dead letters.
 
 Two engines, one declaration and one set of outcomes: ``pandas`` (the default; features.backfill,
@@ -12,13 +12,11 @@ import time
 import uuid
 from pathlib import Path
 
-from jobs.run import (RunPlan, add_flink_args, add_stream_args, attach_plan, execute, flink_settings,
-                      parquet_columns, stream_config)
+from jobs.run import (DOMAINS, RunPlan, add_flink_args, add_stream_args, attach_plan, execute,
+                      flink_settings, load_feature_set, parquet_columns, stream_config)
 from jobs.runtime import RUN_DIR
 
-DOMAINS = ("fraud",)
 ENGINES = ("pandas", "flink")
-NAME = "streamscore-fraud-backfill"
 ROWS_PER_GROUP = 131_072
 
 
@@ -55,14 +53,13 @@ def prepare_outputs(args, engine: str):
     remove the previous run's outputs. Returns (input columns, labels?, out, dead-letter sink, its folder)."""
     import shutil
 
-    from features.fraud import FRAUD_FEATURES
     from jobs.io import SinkSpec
 
     cols = parquet_columns(args.input)
-    contract = FRAUD_FEATURES.contract
+    contract = load_feature_set(args.domain).contract
     missing = [c for c in contract.field_names if c not in cols]
     if missing:
-        raise ValueError(f"{args.input} lacks payment columns {missing}")
+        raise ValueError(f"{args.input} lacks {contract.name} columns {missing}")
     with_labels = all(lbl in cols for lbl in contract.label_names)
     out = Path(args.out)
     dl = SinkSpec.parse(args.dead_letters or f"json:{out.parent / (out.name + '-dead-letters')}")
@@ -85,44 +82,50 @@ def prepare_outputs(args, engine: str):
 
 
 def backfill_flink(args, cols, with_labels, out, dl) -> int:
-    from jobs import fraud, ops
+    from jobs import ops
     from jobs.flinkenv import make_env
+    from jobs.graph import JobConfig, attach_outputs
     from jobs.io import ParquetSource, SinkSpec
     from jobs.pipeline import source_columns
+    from jobs.run import load_job
 
-    contract = fraud.FS.contract
-    settings = flink_settings(args, batch=True, job="fraud-backfill")
-    counts_dir = str(ops.new_counts_dir(RUN_DIR / "fraud-backfill" / "counts"))
-    cfg = fraud.FraudJobConfig(stream=stream_config(args, with_labels=with_labels, counts_dir=counts_dir),
-                               score=False)
+    d = args.domain
+    job = load_job(d)
+    contract = job.feature_set.contract
+    settings = flink_settings(args, batch=True, job=f"{d}-backfill")
+    counts_dir = str(ops.new_counts_dir(RUN_DIR / f"{d}-backfill" / "counts"))
+    cfg = JobConfig(stream=stream_config(args, with_labels=with_labels, counts_dir=counts_dir), score=False)
     env, t_env = make_env(settings)
     source = ParquetSource(args.input, source_columns(contract, with_labels, raw="_raw" in cols))
     rows = t_env.to_data_stream(source.table(t_env))
-    outputs = fraud.build(rows, t_env, cfg, kafka=False, source=source.name, batch=True)
-    sinks = fraud.FraudSinks(features=SinkSpec("parquet", str(out)), dead_letters=dl)
-    fraud.attach_sinks(t_env, outputs, sinks, with_labels=with_labels).attach_as_datastream()
-    print(f"streamscore backfill fraud: {args.input} -> {out} (BATCH, labels {'kept' if with_labels else 'absent'},"
+    built = job.build(rows, t_env, cfg, kafka=False, source=source.name, batch=True)
+    built = {k: built.get(k) for k in ("features", "dead_letters")}
+    specs = {"features": SinkSpec("parquet", str(out)), "dead_letters": dl}
+    attach_outputs(t_env, job, built, specs, None, with_labels=with_labels).attach_as_datastream()
+    print(f"streamscore backfill {d}: {args.input} -> {out} (BATCH, labels {'kept' if with_labels else 'absent'},"
           f" dead letters {dl.kind}:{dl.target})", flush=True)
-    attach_plan(RunPlan(env, settings, False, name=NAME, counts_dir=counts_dir,
+    name = f"streamscore-{d}-backfill"
+    attach_plan(RunPlan(env, settings, False, name=name, counts_dir=counts_dir,
                         argv=getattr(args, "argv", None), summary="backfill",
                         outputs=(f"features parquet:{out}", f"dead letters {dl.kind}:{dl.target}")))
-    return execute(env, NAME)
+    return execute(env, name)
 
 
 def backfill_pandas(args, cols, with_labels, out, dl) -> int:
     """features.backfill over the whole input in this process; the same outputs and summary as Flink's."""
     from features.backfill import counts_of, prepare_events
-    from features.fraud import FRAUD_FEATURES
     from features.intake import DAY_MS
     from jobs import ops
     from jobs.generate import PROGRESS_FROM, _Progress
 
     check_options(args)
-    print(f"streamscore backfill fraud: {args.input} -> {out} (pandas engine, labels "
+    fs = load_feature_set(args.domain)
+    name = f"streamscore-{args.domain}-backfill"
+    print(f"streamscore backfill {args.domain}: {args.input} -> {out} (pandas engine, labels "
           f"{'kept' if with_labels else 'absent'}, dead letters {dl.kind}:{dl.target})", flush=True)
     t0 = time.time()
-    names = [c for c in [*FRAUD_FEATURES.contract.field_names, *FRAUD_FEATURES.contract.label_names, "_raw"]
-             if c in cols and (with_labels or c not in FRAUD_FEATURES.contract.label_names)]
+    names = [c for c in [*fs.contract.field_names, *fs.contract.label_names, "_raw"]
+             if c in cols and (with_labels or c not in fs.contract.label_names)]
     files = input_files(args.input)
     n_rows = sum(_num_rows(f) for f in files)
     bar = _Progress(n_rows >= PROGRESS_FROM, f"backfill: {n_rows:,} rows")
@@ -133,22 +136,22 @@ def backfill_pandas(args, cols, with_labels, out, dl) -> int:
         bar.stage(stage, fraction, lo, hi)
 
     try:
-        table = read_input(files, names, progress)
+        table = read_input(files, fs.contract, names, progress)
         now = int(time.time() * 1000)
-        events, dead = prepare_events(FRAUD_FEATURES, table, now_ms=now, max_future_ms=DAY_MS,  # StreamConfig's
+        events, dead = prepare_events(fs, table, now_ms=now, max_future_ms=DAY_MS,  # StreamConfig's
                                       dedup_horizon_ms=args.dedup_horizon_ms, max_record_bytes=args.max_record_bytes,
                                       max_amount=args.max_amount, with_labels=with_labels,
                                       source=f"parquet:{args.input}", progress=progress)
         del table
-        n_features = features_to_parquet(FRAUD_FEATURES, events, out, with_labels, now, args.parallelism, progress)
+        n_features = features_to_parquet(fs, events, out, with_labels, now, args.parallelism, progress)
         write_dead_letters(dead, dl)
     except KeyboardInterrupt:
         bar.close()
-        sys.stderr.write(f"{NAME}: interrupted; a backfill keeps no checkpoints, run it again (--overwrite)\n")
+        sys.stderr.write(f"{name}: interrupted; a backfill keeps no checkpoints, run it again (--overwrite)\n")
         return 130
     finally:
         bar.close()
-    print(f"{NAME} finished in {time.time() - t0:.1f} s (pandas engine)", flush=True)
+    print(f"{name} finished in {time.time() - t0:.1f} s (pandas engine)", flush=True)
     lines = ops.backfill_summary(counts_of(n_features, [d[0] for d in dead]),
                                  (f"features parquet:{out}", f"dead letters {dl.kind}:{dl.target}"))
     print("\n".join(lines), flush=True)
@@ -179,19 +182,18 @@ def _num_rows(f: Path) -> int:
     return pq.ParquetFile(f).metadata.num_rows
 
 
-def read_input(files: list, names: list, progress=None):
+def read_input(files: list, contract, names: list, progress=None):
     """One pyarrow Table of ``names`` over every file, each column checked against the contract's type."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from features.backfill import as_table
-    from features.fraud import FRAUD_FEATURES
 
     tables = []
     for i, f in enumerate(files):
         t = pq.read_table(f, columns=[n for n in names if n in pq.read_schema(f).names])
         try:
-            tables.append(as_table(t, FRAUD_FEATURES.contract, names))
+            tables.append(as_table(t, contract, names))
         except ValueError as e:
             raise ValueError(f"{f}: {e}") from None
         if progress:

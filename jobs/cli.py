@@ -16,6 +16,7 @@ COMMANDS = {
     "run": "jobs.run",
     "backfill": "jobs.backfill",
     "train": "jobs.train",
+    "evaluate": "jobs.evaluate",
     "monitor": "jobs.monitor",
     "demo": "jobs.demo",
     "bench": "bench.command",

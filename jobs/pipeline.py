@@ -66,6 +66,7 @@ class FeatureStreams(NamedTuple):
     features: object  # a Table: one row per accepted, on-time event (udfs.types.feature_columns)
     dead_letters: DataStream  # malformed records, with reason and source position
     late: DataStream  # events behind the watermark, with reason
+    events: DataStream  # the accepted, de-duplicated events (``event_columns``), timestamped in streaming
 
 
 def source_columns(contract: EventContract, with_labels: bool, raw: bool = True) -> list:
@@ -116,4 +117,4 @@ def build_features(rows: DataStream, t_env, fs: FeatureSet, cfg: StreamConfig, *
     feats = declared_features(timed, t_env, fs, ev_cols, ordering=ordering, allowed_lateness_ms=cfg.allowed_lateness_ms,
                               uid=f"{uid}/features", source=source, label_names=labels, counts_dir=cfg.counts_dir,
                               scorer=scorer)
-    return FeatureStreams(feats.features, dead_letters, feats.late)
+    return FeatureStreams(feats.features, dead_letters, feats.late, timed)

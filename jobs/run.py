@@ -1,4 +1,4 @@
-"""`streamscore run fraud`: the streaming job, from Kafka (or a Parquet file), on a local
+"""`streamscore run <pipeline>`: a streaming job, from Kafka (or a Parquet file), on a local
 MiniCluster or a standalone cluster (--cluster HOST:PORT)."""
 from __future__ import annotations
 
@@ -11,7 +11,52 @@ from typing import Optional
 from jobs import kafka_props
 from jobs.runtime import DEFAULT_BOOTSTRAP, RUN_DIR
 
-DOMAINS = ("fraud",)
+DOMAINS = ("fraud", "iot")
+# Every pipeline's outputs, by the flag that overrides its default sink; a flag the chosen job does
+# not have is refused (one line). The jobs themselves are imported only once a command runs.
+OUTPUT_FLAGS = {"decisions": "--decisions", "scores": "--scores", "alerts": "--alerts", "tickets": "--tickets",
+                "features": "--features-out", "summaries": "--summaries", "sliding": "--sliding",
+                "dead_letters": "--dead-letters", "late": "--late"}
+
+
+# Flink-free: the pandas backfill reads these without importing the jobs.
+FEATURE_SETS = {"fraud": ("features.fraud", "FRAUD_FEATURES"), "iot": ("features.iot", "IOT_FEATURES")}
+
+
+def load_feature_set(domain: str):
+    """A pipeline's FeatureSet, without importing Flink."""
+    import importlib
+
+    if domain not in FEATURE_SETS:
+        raise ValueError(f"unknown pipeline {domain!r}; choose from {', '.join(FEATURE_SETS)}")
+    module, name = FEATURE_SETS[domain]
+    return getattr(importlib.import_module(module), name)
+
+
+def load_job(domain: str):
+    """The Job (jobs/graph.py) of a pipeline: ``jobs.<domain>.JOB``."""
+    import importlib
+
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown pipeline {domain!r}; choose from {', '.join(DOMAINS)}")
+    return importlib.import_module(f"jobs.{domain}").JOB
+
+
+def sink_specs(args, job) -> dict:
+    """{output name: SinkSpec} from the output flags (default: each output's own default)."""
+    from jobs.io import SinkSpec
+
+    specs = {}
+    for name, flag in OUTPUT_FLAGS.items():
+        given = getattr(args, name, None)
+        names = [o.name for o in job.outputs]
+        if name not in names:
+            if given is not None:
+                raise ValueError(f"{flag}: the {job.domain} job has no such output (it has "
+                                 f"{', '.join(OUTPUT_FLAGS[n] for n in names)})")
+            continue
+        specs[name] = SinkSpec.parse(given or job.output(name).default_for(job.domain))
+    return specs
 
 
 def add_stream_args(p) -> None:
@@ -39,6 +84,48 @@ def add_stream_args(p) -> None:
                    help="largest plausible payment amount; larger is out_of_range (default: %(default)s)")
     h.add_argument("--max-record-bytes", type=int, default=65_536, metavar="N",
                    help="larger payloads are dead-lettered as too_large (default: %(default)s)")
+
+
+IOT_FLAGS = {"tumbling_ms": "--tumbling-ms", "min_duration_ms": "--min-duration-ms",
+             "cooldown_ms": "--cooldown-ms", "quiet_ms": "--quiet-ms"}
+
+
+def add_iot_args(p) -> None:
+    g = p.add_argument_group("iot (alerts default to the served model's policy)")
+    g.add_argument("--tumbling-ms", type=int, default=None, metavar="MS",
+                   help="size of the tumbling summaries (default: 300000)")
+    g.add_argument("--min-duration-ms", type=int, default=None, metavar="MS",
+                   help="an incident this long opens a maintenance ticket")
+    g.add_argument("--cooldown-ms", type=int, default=None, metavar="MS",
+                   help="at most one alert per this much event time per incident")
+    g.add_argument("--quiet-ms", type=int, default=None, metavar="MS",
+                   help="this long without an anomalous reading ends an incident")
+
+
+def job_options(args) -> dict:
+    """The pipeline-specific options given on the command line (JobConfig.options)."""
+    given = {k: getattr(args, k, None) for k in IOT_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return {}
+    if args.domain != "iot":
+        raise ValueError(f"{', '.join(IOT_FLAGS[k] for k in given)}: iot options; the {args.domain} job has none")
+    opts = {}
+    if "tumbling_ms" in given:
+        opts["tumbling_ms"] = given.pop("tumbling_ms")
+    if given:
+        from features.alerts import AlertPolicy
+
+        base = AlertPolicy()
+        if args.model:
+            from features.iot_model import load_iot_model
+
+            saved = load_iot_model(args.model).alert_policy
+            base = saved if isinstance(saved, AlertPolicy) else AlertPolicy(**dict(saved))
+        import dataclasses
+
+        opts["alert_policy"] = dataclasses.replace(base, **given)
+    return opts
 
 
 def add_flink_args(p) -> None:
@@ -97,20 +184,27 @@ def add_parser(sub) -> None:
     src.add_argument("--broker-lost-s", type=float, default=120.0, metavar="S",
                      help="a broker silent this long while the job runs: cancel it, one line with the "
                           "resume command, exit 1; 0 = wait for it for ever (default: %(default)s)")
-    src.add_argument("--group-id", default="streamscore-fraud")
+    src.add_argument("--group-id", default=None, help="Kafka consumer group (default: streamscore-<domain>)")
     src.add_argument("--start", default="earliest",
                      help="earliest | latest | committed | timestamp:MS | offsets:P:O[,P:O...] (default: %(default)s)")
     src.add_argument("--until", default=None,
                      help="stop at latest | committed | timestamp:MS | offsets:P:O[,...] (a bounded replay)")
     out = p.add_argument_group("outputs (kafka:TOPIC, parquet:DIR, json:DIR, print, none)")
-    out.add_argument("--decisions", default=None, help="default: kafka:<domain>-decisions")
-    out.add_argument("--features-out", default=None, help="served feature log (default: parquet:.run/<domain>/features)")
-    out.add_argument("--dead-letters", default=None, help="default: kafka:<domain>-dead-letters")
+    out.add_argument("--decisions", default=None, help="fraud: default kafka:fraud-decisions")
+    out.add_argument("--scores", default=None, help="iot: every reading's score (default kafka:iot-scores)")
+    out.add_argument("--alerts", default=None, help="iot: default kafka:iot-alerts")
+    out.add_argument("--tickets", default=None, help="iot: maintenance tickets (default kafka:iot-tickets)")
+    out.add_argument("--summaries", default=None, help="iot: tumbling per-sensor summaries (default none)")
+    out.add_argument("--sliding", default=None, help="iot: 1 h summaries every 5 min (default none)")
+    out.add_argument("--features-out", dest="features", default=None,
+                     help="served feature log (default: parquet:.run/<domain>/features)")
+    out.add_argument("--dead-letters", dest="dead_letters", default=None, help="default: kafka:<domain>-dead-letters")
     out.add_argument("--late", default=None, help="default: kafka:<domain>-late")
     out.add_argument("--delivery", choices=("at-least-once", "exactly-once"), default="at-least-once",
                      help="Kafka sink guarantee (exactly-once: transactions, visible after each checkpoint)")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="model folder or registry (its current version); none: rules only")
+    add_iot_args(p)
     add_stream_args(p)
     add_flink_args(p)
     p.add_argument("--resume", action="store_true",
@@ -157,12 +251,15 @@ def prepare(args):
 
 def prepare_run(args) -> RunPlan:
     """Build the streaming job for parsed ``args`` (a RunPlan). Not started."""
-    from jobs import fraud, ops
+    from jobs import ops
     from jobs.flinkenv import make_env
-    from jobs.io import KafkaSinkOptions, KafkaSource, ParquetSource, SinkSpec, StartPosition
+    from jobs.graph import JobConfig, attach_outputs
+    from jobs.io import KafkaSinkOptions, KafkaSource, ParquetSource, StartPosition
     from jobs.pipeline import source_columns
 
     d = args.domain
+    job = load_job(d)
+    args.group_id = args.group_id or f"streamscore-{d}"
     if args.input and args.topic:
         raise ValueError("give --topic or --input, not both")
     props = tuple(kafka_props.from_args(args).items())  # security settings for the source and every sink
@@ -177,24 +274,16 @@ def prepare_run(args) -> RunPlan:
             raise ValueError(f"--resume: no retained checkpoint under {ckpt_dir} (<job-id>/chk-N/_metadata)")
         args.from_savepoint = str(newest)
         print(f"streamscore run {d}: resuming from {newest}", flush=True)
-    sinks = fraud.FraudSinks(
-        decisions=SinkSpec.parse(args.decisions or f"kafka:{d}-decisions"),
-        features=SinkSpec.parse(args.features_out or f"parquet:{RUN_DIR / d / 'features'}"),
-        dead_letters=SinkSpec.parse(args.dead_letters or f"kafka:{d}-dead-letters"),
-        late=SinkSpec.parse(args.late or f"kafka:{d}-late"),
-        kafka=KafkaSinkOptions(args.bootstrap, delivery=args.delivery, transactional_id_prefix=f"streamscore-{d}",
-                               properties=props))
-    model_meta = None
-    if args.model:
-        from udfs.scoring import check_model
-
-        model_meta = check_model(args.model, fraud.FS)  # refuse a model of another feature definition now
+    specs = sink_specs(args, job)
+    options = job_options(args)  # refused now, before any broker is waited for
+    kafka_opts = KafkaSinkOptions(args.bootstrap, delivery=args.delivery, transactional_id_prefix=f"streamscore-{d}",
+                                  properties=props)
+    model_meta = job.check_model(args.model) if args.model else None  # refuse a model of another definition now
     settings = flink_settings(args, batch=False, job=d)
     stream_config(args, with_labels=False)  # a bad option is refused before the broker is waited for
     kafka = not args.input
     topic = args.topic or f"{d}-events"
-    uses_kafka = kafka or any(s.kind == "kafka" for s in (sinks.decisions, sinks.features, sinks.dead_letters,
-                                                            sinks.late))
+    uses_kafka = kafka or any(s.kind == "kafka" for s in specs.values())
     client_kwargs = kafka_props.kafka_python_kwargs(dict(props))  # the same security settings as the job's
     if uses_kafka:  # before the JVM starts: an absent broker is one line, not a stack trace a minute
         ops.check_brokers(args.bootstrap, args.kafka_timeout_s, client_kwargs)
@@ -212,19 +301,18 @@ def prepare_run(args) -> RunPlan:
                                    client_kwargs, stall_s=max(90.0, 9 * settings.checkpoint_interval_ms / 1000))
         until = None
     counts_dir = str(ops.new_counts_dir(RUN_DIR / d / "counts"))
-    cfg = fraud.FraudJobConfig(stream=stream_config(args, with_labels=False, counts_dir=counts_dir,
-                                                    stop_offsets=stops), model=args.model)
+    cfg = JobConfig(stream=stream_config(args, with_labels=False, counts_dir=counts_dir, stop_offsets=stops),
+                    model=args.model, options=options)
     env, t_env = make_env(settings)
     if args.input:
-        source = ParquetSource(args.input, source_columns(fraud.FS.contract, False, raw=_has_raw(args.input)))
+        source = ParquetSource(args.input, source_columns(job.feature_set.contract, False, raw=_has_raw(args.input)))
     else:
         source = KafkaSource(args.bootstrap, topic, start, until, args.group_id, properties=props)
     rows = t_env.to_data_stream(source.table(t_env))
-    out = fraud.build(rows, t_env, cfg, kafka=kafka, source=source.name, batch=False)
-    ss = fraud.attach_sinks(t_env, out, sinks, with_labels=False)
-    ss.attach_as_datastream()
-    print(f"streamscore run {d}: {source.name} -> decisions {_fmt(sinks.decisions)}, features "
-          f"{_fmt(sinks.features)}, dead letters {_fmt(sinks.dead_letters)}, late {_fmt(sinks.late)}; "
+    built = job.build(rows, t_env, cfg, kafka=kafka, source=source.name, batch=False)
+    attach_outputs(t_env, job, built, specs, kafka_opts, with_labels=False).attach_as_datastream()
+    where = ", ".join(f"{n.replace('_', ' ')} {_fmt(spec)}" for n, spec in specs.items())
+    print(f"streamscore run {d}: {source.name} -> {where}; "
           f"ordering {cfg.stream.ordering}, model {model_meta['model_version'] if model_meta else 'none (rules)'}, "
           f"{'cluster ' + settings.cluster if settings.cluster else 'local MiniCluster'}"
           + (f"; until offsets {stops} (restored)" if stops is not None else ""), flush=True)

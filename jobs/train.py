@@ -1,17 +1,20 @@
-"""`streamscore train fraud`: train the fraud model from backfilled feature rows (Parquet).
+"""`streamscore train fraud|iot`: train a model from backfilled feature rows (Parquet).
 
     streamscore train fraud --features out/features --model-dir models/fraud [--seed 0] [--no-promote]
+    streamscore train iot --features out/iot-features --model-dir models/iot [--anomaly-rate 0.014]
 
 ``--features`` is a Parquet file or a folder of part files (hidden and ``_``-prefixed files,
 such as Flink's in-progress parts and ``_SUCCESS``, are skipped). Every file's schema metadata
 must name the fraud feature set with the current definition hash (files without the metadata
-are accepted with a warning when their columns match), and the rows need the ``is_fraud`` label.
+are accepted with a warning when their columns match), and the fraud rows need the ``is_fraud`` label
+(iot rows need no label: the iot model, training/iot.py, is fitted without labels).
 The new version is promoted (the registry's ``current`` file) unless ``--no-promote``.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +32,31 @@ def add_parser(subparsers) -> None:
     f.add_argument("--no-promote", action="store_true", help="register the version without promoting it")
     f.add_argument("--quiet", action="store_true", help="no progress lines")
     f.set_defaults(func=run_fraud)
+    i = domains.add_parser("iot", help="the iot anomaly model (global tail ranks of scale-free features, no labels)",
+                           description="Train the iot anomaly model from backfilled iot feature rows (Parquet; "
+                                       "labels, if any, are ignored), register it under --model-dir and, "
+                                       "unless --no-promote, promote it.")
+    i.add_argument("--features", required=True, metavar="PARQUET",
+                   help="iot feature rows: a Parquet file or a folder of part files")
+    i.add_argument("--model-dir", required=True, metavar="DIR", help="model registry directory (vNNNN/ + current)")
+    i.add_argument("--anomaly-rate", type=_rate, default=None, metavar="R",
+                   help="share of training readings called anomalous; sets the threshold (default 0.014, "
+                        "training.iot.ANOMALY_RATE)")
+    i.add_argument("--no-promote", action="store_true", help="register the version without promoting it")
+    i.add_argument("--quiet", action="store_true", help="no progress lines")
+    i.set_defaults(func=run_iot)
+
+
+def _rate(text: str) -> float:
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < v < 0.5:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.5 (exclusive), got {text}")
+    return v
 
 
 def parquet_files(path: Path) -> list:
@@ -66,10 +94,10 @@ def check_schema(files: list, feature_set, label: str) -> None:
                     f"{feature_set.definition_hash} (version {feature_set.version}); re-run the backfill")
         else:
             unstamped.append(f)
-        missing = [c for c in expected.names + [label] if c not in schema.names]
+        missing = [c for c in expected.names + ([label] if label else []) if c not in schema.names]
         if missing:
             raise ValueError(f"{f} lacks columns {missing}")
-        lt = schema.field(label).type
+        lt = schema.field(label).type if label else pa.bool_()
         if not (pa.types.is_boolean(lt) or pa.types.is_integer(lt)):
             raise ValueError(f"{f}: label column {label} is {lt}, expected bool")
         for fld in expected:
@@ -82,13 +110,13 @@ def check_schema(files: list, feature_set, label: str) -> None:
               f"(e.g. {unstamped[0]}); columns match, definition hash not verified", file=sys.stderr)
 
 
-def read_features(path, feature_set, label: str = "is_fraud"):
+def read_features(path, feature_set, label: Optional[str] = "is_fraud"):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = parquet_files(Path(path))
     check_schema(files, feature_set, label)
-    wanted = list(feature_set.output_columns) + [label]
+    wanted = list(feature_set.output_columns) + ([label] if label else [])
     tables = []
     for f in files:
         names = pq.read_schema(f).names
@@ -100,7 +128,6 @@ def read_features(path, feature_set, label: str = "is_fraud"):
 
 def run_fraud(args) -> int:
     from features.fraud import FRAUD_FEATURES
-    from features.scoring import promote
     from training.fraud import train_fraud
 
     progress = not args.quiet
@@ -110,6 +137,28 @@ def run_fraud(args) -> int:
     if progress:
         print(f"read {len(df)} feature rows from {args.features}", file=sys.stderr)
     version_dir, report = train_fraud(df, args.model_dir, seed=args.seed, progress=progress)
+    return _register(args, version_dir)
+
+
+def run_iot(args) -> int:
+    from features.iot import IOT_FEATURES
+    from training.iot import ANOMALY_RATE, train_iot
+
+    progress = not args.quiet
+    df = read_features(args.features, IOT_FEATURES, label=None)
+    if df.empty:
+        raise ValueError(f"{args.features} holds no rows")
+    if progress:
+        print(f"read {len(df)} feature rows from {args.features}", file=sys.stderr)
+    rate = ANOMALY_RATE if args.anomaly_rate is None else args.anomaly_rate
+    version_dir, model = train_iot(df, args.model_dir, anomaly_rate=rate, progress=progress)
+    return _register(args, version_dir)
+
+
+def _register(args, version_dir) -> int:
+    """Promote the new version unless --no-promote; one line either way."""
+    from features.registry import promote
+
     if args.no_promote:
         print(f"registered {version_dir} (not promoted)")
     else:

@@ -1,6 +1,7 @@
 """The declared-feature engine in the Flink graph: aggregations on the JVM, derived features vectorized.
 
-``declared_features`` keys a stream of event rows by the set's key and runs the set's
+``declared_features`` keys a stream of event rows by the set's key (``fs.keys``: one field, or
+several as one length-prefixed string, ``Engine.CompositeKey``) and runs the set's
 aggregations in the Java operator of jvm/engine (``io.streamscore.engine.Engine``: per-key
 history in checkpointed state, `arrival` / `event-time` orderings, late side output), from
 ``FeatureSet.engine_spec()``. No Python runs per record there. The derived features then run

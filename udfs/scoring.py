@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 from pyflink.table import DataTypes
@@ -28,9 +28,9 @@ RESULT_FIELDS = (("score", "DOUBLE"), ("decision", "STRING"), ("reasons", "ARRAY
 RULES_VERSION = "rules"
 
 
-def check_model(model_path: str, fs: FeatureSet) -> dict:
+def check_model(model_path: str, fs: FeatureSet, loader: Callable = scoring.load_model) -> dict:
     """Metadata of the model the job will serve; raises ModelMismatchError/ModelLoadError."""
-    model = scoring.load_model(model_path, expected_hash=fs.definition_hash)
+    model = loader(model_path, expected_hash=fs.definition_hash)
     return model.metadata()
 
 
@@ -41,10 +41,17 @@ class ScoreBatch(ScalarFunction):
     ``reload_interval_s`` and swaps in a newly promoted version without a restart; a version
     that fails to load (or has another feature hash) is refused and the old one kept. A circuit
     breaker hands batches to the rules while the model errors or is too slow.
+
+    ``loader(path, expected_hash=...)`` loads a model (with ``score_frame(df)`` -> score, decision,
+    reasons); ``rules(df)`` gives the same frame without a model. Both are the pipeline's own
+    (fraud: features.scoring.load_model / rules_only), module-level so the function pickles small.
     """
 
     def __init__(self, feature_names: Sequence[str], model_path: Optional[str], expected_hash: str,
-                 reload_interval_s: float = 5.0, breaker: Optional[dict] = None, counts_dir: Optional[str] = None):
+                 reload_interval_s: float = 5.0, breaker: Optional[dict] = None, counts_dir: Optional[str] = None,
+                 loader: Callable = scoring.load_model, rules: Callable = scoring.rules_only):
+        self.loader = loader
+        self.rules = rules
         self.feature_names = list(feature_names)
         self.model_path = model_path
         self.expected_hash = expected_hash
@@ -67,7 +74,7 @@ class ScoreBatch(ScalarFunction):
             if registry else None
         if self.model_path:
             try:
-                self.model = scoring.load_model(self.model_path, expected_hash=self.expected_hash)
+                self.model = self.loader(self.model_path, expected_hash=self.expected_hash)
                 if self.reloader:
                     self.reloader.loaded(self.model.model_version)
             except Exception as e:  # a broken model must not stop payments: rules take over
@@ -81,7 +88,7 @@ class ScoreBatch(ScalarFunction):
         if version is None:
             return
         try:
-            self.model = scoring.load_model(Path(self.model_path) / version, expected_hash=self.expected_hash)
+            self.model = self.loader(Path(self.model_path) / version, expected_hash=self.expected_hash)
             self.m_reloads.inc()
             log.warning("now serving model %s", version)
         except Exception as e:
@@ -113,7 +120,7 @@ class ScoreBatch(ScalarFunction):
                 log.error("scoring circuit breaker open for %.0f s", self.breaker.cooldown_s)
         fallback = out is None
         if fallback:
-            out = scoring.rules_only(df)
+            out = self.rules(df)
             self.m_fallbacks.inc(len(df))
         self.m_decisions.inc(len(df))
         for decision, n in out["decision"].astype(str).value_counts().items():

@@ -44,7 +44,7 @@ def event_columns(contract: EventContract, with_labels: bool) -> list:
 def feature_columns(fs: FeatureSet, with_labels: bool) -> list:
     """(name, SQL type) of the feature rows the keyed operator emits."""
     sql = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}
-    cols = [("event_id", "STRING"), (fs.key, "STRING"), ("event_time", "BIGINT")]
+    cols = [("event_id", "STRING"), *((k, "STRING") for k in fs.keys), ("event_time", "BIGINT")]
     cols += [(f.name, sql[f.dtype]) for f in fs.features]
     cols.append(("ingest_ms", "BIGINT"))
     if with_labels:

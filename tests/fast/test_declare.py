@@ -200,3 +200,61 @@ def test_derive_reads_nan_as_null_and_checks_its_result():
 def test_bad_declarations_are_refused_with_the_reason(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def _iot_set(*items, key=("machine_id", "sensor_id")):
+    from features.contracts import SENSOR
+
+    return FeatureSet(name="iot_small", version=1, contract=SENSOR, key=key, order_by=("event_time", "event_id"),
+                      windows={"1h": HOUR_MS}, retention_ms=HOUR_MS,
+                      items=items or (Aggregation("n", "count", window="1h"),))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Aggregation("x", "ewma", "amount", "1h"), "ewma needs half_life_ms"),
+    (lambda: Aggregation("x", "ewma", "amount", "1h", half_life_ms=0), "ewma needs half_life_ms"),
+    (lambda: Aggregation("x", "ewma", "amount", "1h", half_life_ms=1.5), "ewma needs half_life_ms"),
+    (lambda: Aggregation("x", "ewma", "amount", "1h", half_life_ms=True), "ewma needs half_life_ms"),
+    (lambda: Aggregation("x", "ewma", "amount", half_life_ms=60_000), "needs a window"),
+    (lambda: Aggregation("x", "ewma", "amount", "1h", half_life_ms=60_000, min_count=0), "min_count must be >= 1"),
+    (lambda: Aggregation("x", "mean", "amount", "1h", half_life_ms=60_000), "half_life_ms applies to ewma only"),
+    (lambda: Aggregation("x", "last", "amount", half_life_ms=60_000), "half_life_ms applies to ewma only"),
+    (lambda: _set(Aggregation("x", "ewma", "merchant_id", "1h", half_life_ms=60_000)), "needs a numeric input"),
+    (lambda: _iot_set(key=()), "non-empty tuple"),
+    (lambda: _iot_set(key=("machine_id", 3)), "non-empty tuple"),
+    (lambda: _iot_set(key=("machine_id", "machine_id")), "repeated field in key"),
+    (lambda: _iot_set(key=("machine_id", "plant")), "key 'plant' not in contract sensor"),
+    (lambda: _iot_set(key=("machine_id", "event_time")), "identity column"),
+    (lambda: _iot_set(key=("machine_id", "value")), "must be a non-nullable string field"),
+    (lambda: FeatureSet(name="x", version=1, contract=PAYMENT, key=("card_id", "device_id"),
+                        order_by=("event_time", "event_id"), windows={"1h": HOUR_MS}, retention_ms=HOUR_MS,
+                        items=(Aggregation("n", "count", window="1h"),)),
+     "'device_id' must be a non-nullable string field"),
+    (lambda: _iot_set(Aggregation("sensor_id", "count", window="1h")), "shadows a contract field"),
+])
+def test_bad_ewma_and_key_declarations_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_composite_key_leads_the_rows_and_a_one_field_tuple_is_the_plain_key():
+    s = _iot_set()
+    assert s.keys == ("machine_id", "sensor_id") and s.key == ("machine_id", "sensor_id")
+    assert s.passthrough == ("event_id", "machine_id", "sensor_id", "event_time")
+    assert s.engine_spec()["keys"] == ["machine_id", "sensor_id"]
+    assert s.definition()["key"] == ["machine_id", "sensor_id"]
+    assert [f.name for f in s.arrow_schema()][:4] == list(s.passthrough)
+    one = _iot_set(key=("machine_id",))
+    assert one.key == "machine_id" and one.definition_hash == _iot_set(key="machine_id").definition_hash
+    assert one.definition_hash != s.definition_hash
+    assert FRAUD_FEATURES.engine_spec()["keys"] == ["card_id"]
+
+
+def test_the_half_life_enters_the_hash_of_a_set_that_uses_it_only():
+    a = _iot_set(Aggregation("e", "ewma", "value", "1h", half_life_ms=60_000))
+    b = _iot_set(Aggregation("e", "ewma", "value", "1h", half_life_ms=120_000))
+    assert a.definition()["half_life_ms"] == {"e": 60_000}
+    assert a.definition_hash != b.definition_hash
+    assert "half_life_ms" not in _iot_set().definition() and "half_life_ms" not in FRAUD_FEATURES.definition()
+    assert a.engine_spec()["aggregations"][0]["half_life_ms"] == 60_000
+    assert all("half_life_ms" not in x for x in FRAUD_FEATURES.engine_spec()["aggregations"])

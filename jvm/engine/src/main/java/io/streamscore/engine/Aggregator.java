@@ -17,6 +17,8 @@ import java.util.Objects;
  *   <li>last: the previous event in order, or the newest event ever seen if it is before e (it survives
  *       trimming); first_seen: the current value is not among the prior values in the window, null
  *       where the current value is null; nulls are skipped by every other op;</li>
+ *   <li>ewma: newest to oldest, the newest value weighs 1.0, each older one the weight of the value
+ *       before it times {@link #decay}(gap, half-life); num += w * x, den += w from 0.0; num / den;</li>
  *   <li>fewer than min_count values: null.</li>
  * </ul>
  */
@@ -45,6 +47,31 @@ public final class Aggregator implements Serializable {
         return h.kinds[c] == Spec.Kind.LONG ? (double) ((long[]) h.cols[c])[i] : ((double[]) h.cols[c])[i];
     }
 
+    // decay's constants: the same doubles as features/declare.py (LN2_NEG, EXP_COEFFS = 1/k!)
+    private static final double LN2_NEG = -0.6931471805599453;
+    private static final double[] EXP_COEFFS = {1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664,
+        0.008333333333333333, 0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05,
+        2.7557319223985893e-06, 2.755731922398589e-07, 2.505210838544172e-08, 2.08767569878681e-09,
+        1.6059043836821613e-10};
+
+    /**
+     * 2^(-gap / halfLife), the operations of features.declare.decay_weight in the same order (Java
+     * never fuses a multiply and an add; scalb to a normal double is exact): the same bits.
+     */
+    static double decay(long gap, long halfLife) {
+        double y = (double) gap / (double) halfLife;
+        if (!(y <= 1000.0)) {
+            return 0.0;
+        }
+        double n = Math.floor(y + 0.5);
+        double z = (y - n) * LN2_NEG;
+        double p = EXP_COEFFS[13];
+        for (int k = 12; k >= 0; k--) {
+            p = p * z + EXP_COEFFS[k];
+        }
+        return Math.scalb(p, -(int) n);
+    }
+
     private static double num(Object v) {
         return ((Number) v).doubleValue();
     }
@@ -55,7 +82,10 @@ public final class Aggregator implements Serializable {
         final int na = aggs.length;
         final int pos = h.insertionPoint(t, eid);
         final long[] cnt = new long[na];
-        final double[] acc = new double[na]; // sum, or min / max
+        final double[] acc = new double[na]; // sum, or min / max, or ewma's numerator
+        final double[] den = new double[na]; // ewma: sum of weights
+        final double[] wt = new double[na]; // ewma: the weight of the newest value walked
+        final long[] tPrev = new long[na]; // ewma: the time of that value
         final int[] lo = new int[na]; // lowest index in the window (std's second pass)
         final boolean[] seen = new boolean[na];
         final HashSet<Object>[] sets = new HashSet[na];
@@ -85,6 +115,15 @@ public final class Aggregator implements Serializable {
                     sets[a] = new HashSet<>();
                     if (!g.prior && cur != null) {
                         sets[a].add(cur);
+                    }
+                    break;
+                case EWMA:
+                    if (!g.prior && cur != null) {
+                        cnt[a] = 1;
+                        wt[a] = 1.0;
+                        tPrev[a] = t;
+                        acc[a] += 1.0 * num(cur);
+                        den[a] += 1.0;
                     }
                     break;
                 default:
@@ -130,6 +169,15 @@ public final class Aggregator implements Serializable {
                     case DISTINCT_COUNT:
                         sets[a].add(h.get(c, i));
                         break;
+                    case EWMA: {
+                        long ti = h.time[i];
+                        double w = cnt[a]++ == 0 ? 1.0 : wt[a] * decay(tPrev[a] - ti, g.halfLifeMs);
+                        wt[a] = w;
+                        tPrev[a] = ti;
+                        acc[a] += w * num(h, c, i);
+                        den[a] += w;
+                        break;
+                    }
                     case FIRST_SEEN:
                         if (!seen[a] && vals[c] != null && Objects.equals(h.get(c, i), vals[c])) {
                             seen[a] = true;
@@ -158,6 +206,9 @@ public final class Aggregator implements Serializable {
                     break;
                 case MEAN:
                     out[a] = cnt[a] < Math.max(1, g.minCount) ? null : acc[a] / cnt[a];
+                    break;
+                case EWMA:
+                    out[a] = cnt[a] < Math.max(1, g.minCount) ? null : acc[a] / den[a];
                     break;
                 case STD_POP:
                     out[a] = cnt[a] < Math.max(1, g.minCount) ? null : std(h, g, lo[a], pos, cur, acc[a] / cnt[a]);

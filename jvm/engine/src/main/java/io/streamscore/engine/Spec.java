@@ -13,7 +13,7 @@ public final class Spec implements Serializable {
 
     public enum Kind { LONG, DOUBLE, STRING, BOOLEAN }
 
-    public enum Op { COUNT, SUM, MEAN, STD_POP, MIN, MAX, DISTINCT_COUNT, LAST, FIRST_SEEN }
+    public enum Op { COUNT, SUM, MEAN, STD_POP, MIN, MAX, DISTINCT_COUNT, LAST, FIRST_SEEN, EWMA }
 
     /** One aggregation; {@code column} indexes {@link #columns} (-1 for count). */
     public static final class Agg implements Serializable {
@@ -24,14 +24,16 @@ public final class Spec implements Serializable {
         public final long windowMs; // Long.MAX_VALUE: unbounded
         public final boolean prior;
         public final int minCount;
+        public final long halfLifeMs; // ewma only (0 otherwise)
 
-        Agg(String name, Op op, int column, long windowMs, boolean prior, int minCount) {
+        Agg(String name, Op op, int column, long windowMs, boolean prior, int minCount, long halfLifeMs) {
             this.name = name;
             this.op = op;
             this.column = column;
             this.windowMs = windowMs;
             this.prior = prior;
             this.minCount = minCount;
+            this.halfLifeMs = halfLifeMs;
         }
 
         /** The type of this aggregation's value. */
@@ -54,7 +56,8 @@ public final class Spec implements Serializable {
     }
 
     public final String name;
-    public final String key;
+    /** The key columns: one (a plain key) or more (a composite key, see Engine#features). */
+    public final List<String> keys = new ArrayList<>();
     public final String timeColumn;
     public final String idColumn;
     public final long retentionMs;
@@ -66,7 +69,17 @@ public final class Spec implements Serializable {
 
     private Spec(JsonNode j) {
         name = j.path("name").asText("features");
-        key = req(j, "key").asText();
+        JsonNode ks = j.get("keys");
+        if (ks != null && ks.isArray()) {
+            for (JsonNode k : ks) {
+                keys.add(k.asText());
+            }
+        } else {
+            keys.add(req(j, "key").asText());
+        }
+        if (keys.isEmpty()) {
+            throw new IllegalArgumentException("engine spec: no key columns");
+        }
         JsonNode order = req(j, "order_by");
         if (order.size() != 2) {
             throw new IllegalArgumentException("order_by must be [time column, id column], got " + order);
@@ -92,7 +105,13 @@ public final class Spec implements Serializable {
             if (windowMs != Long.MAX_VALUE) {
                 maxW = Math.max(maxW, windowMs);
             }
-            aggs.add(new Agg(aname, op, col, windowMs, a.path("prior").asBoolean(false), a.path("min_count").asInt(0)));
+            long halfLife = a.path("half_life_ms").asLong(0);
+            if ((op == Op.EWMA) != (halfLife > 0)) {
+                throw new IllegalArgumentException("aggregation " + aname + ": half_life_ms > 0 is for ewma only, "
+                        + "and ewma needs it");
+            }
+            aggs.add(new Agg(aname, op, col, windowMs, a.path("prior").asBoolean(false), a.path("min_count").asInt(0),
+                    halfLife));
         }
         maxWindowMs = maxW;
     }
