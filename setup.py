@@ -5,8 +5,8 @@ setup(
     version="0.1.0",
     description="Event-driven, real-time AI on Apache Flink: fraud, recommendations and IoT anomaly jobs",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "features", "features.*",
-                                    "training", "training.*", "bench", "bench.*"]),
+    packages=find_packages(include=["streamscore", "streamscore.*", "jobs", "jobs.*", "udfs", "udfs.*",
+                                    "features", "features.*", "training", "training.*", "bench", "bench.*"]),
     install_requires=[
         "apache-flink==2.2.1",  # keep in step with jvm/pom.xml (flink.version)
         "kafka-python>=2.2,<4",
@@ -20,5 +20,5 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={"dev": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6.80"]},
-    entry_points={"console_scripts": ["streamscore=jobs.cli:main"]},
+    entry_points={"console_scripts": ["streamscore=streamscore.cli:main"]},
 )

@@ -7,6 +7,6 @@ if __name__ == "__main__":
 
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(_worker(sys.argv[2]))
-    from jobs.cli import main as _main
+    from streamscore.cli import main as _main
 
     sys.exit(_main(["bench"] + sys.argv[1:]))

@@ -34,7 +34,7 @@ def run_pandas_engine(bench: Bench, data, out, n: int) -> dict:
     compute and write, no interpreter start-up), timed by wall clock and CPU."""
     import pyarrow.parquet as pq
 
-    from jobs.cli import main
+    from streamscore.cli import main
 
     # warm-up on 1,000 rows, untimed: the first call imports and sets up what the engine uses (the
     # reference is timed warm too)

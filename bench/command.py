@@ -109,7 +109,7 @@ def _git_commit() -> str:
 
 
 def bench_main(args) -> int:
-    from jobs.kafka_broker import KafkaBroker, delete_topics
+    from streamscore.kafka_broker import KafkaBroker, delete_topics
 
     resolve_defaults(args)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

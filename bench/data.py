@@ -30,8 +30,8 @@ def load_topic(bench: Bench, df, topic: str, partitions: int, loader: str, label
     """Pre-load ``topic`` with the payments of ``df`` (file order; key card_id; timestamp event_time)."""
     from features.contracts import PAYMENT
     from features.synthetic import to_arrow
-    from jobs.kafka_broker import ensure_topic
-    from jobs.produce import produce_rows
+    from streamscore.kafka_broker import ensure_topic
+    from streamscore.produce import produce_rows
 
     ensure_topic(bench.bootstrap, topic, partitions=partitions)
     bench.topics.append(topic)
@@ -51,7 +51,7 @@ def load_topic(bench: Bench, df, topic: str, partitions: int, loader: str, label
     else:
         table = to_arrow(df, PAYMENT, with_raw=False).drop(list(PAYMENT.label_names))
         produce_rows(bench.bootstrap, topic, table, PAYMENT, progress=sys.stderr.isatty())
-        how = "kafka-python (jobs.produce.produce_rows)"
+        how = "kafka-python (streamscore.produce.produce_rows)"
     secs = time.time() - t0
     bench.progress.info(f"loaded {len(df):,} events into {topic} ({partitions} partition(s)) with {how} "
                         f"in {secs:.1f} s")

@@ -58,7 +58,7 @@ class PacedProducer:
     and remembering each event_id's send time."""
 
     def __init__(self, bootstrap: str, topic: str, templates: list):
-        from jobs.produce import make_producer
+        from streamscore.produce import make_producer
 
         self.topic = topic
         self.producer = make_producer(bootstrap, linger_ms=0, acks=1, batch_size=64 * 1024)
@@ -116,7 +116,7 @@ def latency_run(bench: Bench, args, variant: str, options: dict, delivery: str, 
     import multiprocessing as mp
     import pickle
 
-    from jobs.kafka_broker import ensure_topic
+    from streamscore.kafka_broker import ensure_topic
 
     p = bench.progress
     in_topic, out_topic = bench.name(f"lat-in-{variant}"), bench.name(f"lat-out-{variant}")

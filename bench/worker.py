@@ -45,7 +45,7 @@ def _worker(spec_path: str) -> int:
     if kind == "cli":
         import jobs.backfill
         import jobs.run
-        from jobs.cli import main
+        from streamscore.cli import main
 
         jobs.run.execute = timed  # run() and backfill() call these by name: time the job itself
         jobs.backfill.execute = timed

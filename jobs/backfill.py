@@ -116,7 +116,7 @@ def backfill_pandas(args, cols, with_labels, out, dl) -> int:
     from features.backfill import counts_of, prepare_events
     from features.intake import DAY_MS
     from jobs import ops
-    from jobs.generate import PROGRESS_FROM, _Progress
+    from jobs.progress import PROGRESS_FROM, Progress
 
     check_options(args)
     fs = load_feature_set(args.domain)
@@ -128,7 +128,7 @@ def backfill_pandas(args, cols, with_labels, out, dl) -> int:
              if c in cols and (with_labels or c not in fs.contract.label_names)]
     files = input_files(args.input)
     n_rows = sum(_num_rows(f) for f in files)
-    bar = _Progress(n_rows >= PROGRESS_FROM, f"backfill: {n_rows:,} rows")
+    bar = Progress(n_rows >= PROGRESS_FROM, f"backfill: {n_rows:,} rows")
     stages = {"read": (0, 10), "validate": (10, 25), "features": (25, 85), "write": (85, 100)}
 
     def progress(stage: str, fraction: float) -> None:

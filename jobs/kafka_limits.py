@@ -1,5 +1,5 @@
-"""What the project's Kafka accepts, in one place: the broker (jobs/kafka_broker.py), the Flink Kafka
-source and sinks (jobs/io.py) and `streamscore produce` (jobs/produce.py) all take these numbers.
+"""What the project's Kafka accepts, in one place: the broker (streamscore/kafka_broker.py), the Flink Kafka
+source and sinks (jobs/io.py) and `streamscore produce` (streamscore/produce.py) all take these numbers.
 
 * A record's value may be up to MAX_PAYLOAD_BYTES (1 MiB). The broker's ``message.max.bytes`` (the
   largest record batch it stores) is that plus BATCH_OVERHEAD_BYTES for the batch header, the key

@@ -45,7 +45,7 @@ def kafka_broker(tmp_path_factory):
     if external:
         yield _External(external)
         return
-    from jobs.kafka_broker import KafkaBroker
+    from streamscore.kafka_broker import KafkaBroker
 
     broker = KafkaBroker(port=free_port_pair(), data_dir=tmp_path_factory.mktemp("kafka"))
     broker.start(timeout=90)
@@ -76,7 +76,7 @@ def unique_topic(request):
 @pytest.fixture
 def kafka_topic(kafka_broker, unique_topic):
     """A fresh, created, single-partition topic on the session broker."""
-    from jobs.kafka_broker import ensure_topic
+    from streamscore.kafka_broker import ensure_topic
 
     name = unique_topic()
     ensure_topic(kafka_broker.bootstrap, name, partitions=1)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.data import payments_frame, write_payments  # noqa: E402
 from bench.stats import compare_features  # noqa: E402
 from tests.reference.fraud_reference import INPUT_COLUMNS, reference_features  # noqa: E402
-from jobs.cli import main  # noqa: E402
+from streamscore.cli import main  # noqa: E402
 
 
 def _cpu() -> float:
@@ -92,7 +92,7 @@ def run(n: int, runs: int) -> dict:
         res["execute"].append(round(time.perf_counter() - t0, 2))
     del ev
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jobs.cli", "backfill", "fraud", "--input", str(data), "--out",
+    subprocess.run([sys.executable, "-m", "streamscore.cli", "backfill", "fraud", "--input", str(data), "--out",
                     str(work / "out-sub"), "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     res["subprocess_p1_wall"] = time.perf_counter() - t0
     for k in ("pandas_p1", "pandas_p2", "reference"):

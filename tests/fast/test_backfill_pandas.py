@@ -300,7 +300,7 @@ def _write(path: Path, rows, labels=True):
 
 
 def test_cli_writes_parts_and_prints_the_flink_summary(tmp_path, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     src = _write(tmp_path / "in.parquet", [OK, dict(OK), dict(OK, event_id="e2", amount=-1.0),
                                           dict(OK, event_id="e3", event_time=NOW - 2 * HOUR)])
@@ -327,7 +327,7 @@ def test_cli_writes_parts_and_prints_the_flink_summary(tmp_path, capsys):
 
 
 def test_cli_reads_a_folder_and_parquet_dead_letters(tmp_path, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     d = tmp_path / "in"
     d.mkdir()
@@ -345,7 +345,7 @@ def test_cli_reads_a_folder_and_parquet_dead_letters(tmp_path, capsys):
 
 
 def test_cli_refuses_a_wrongly_typed_file_and_kafka_dead_letters(tmp_path, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     bad = tmp_path / "bad.parquet"
     pq.write_table(table([OK], raw=False).set_column(5, "amount", pa.array(["9.5"])), bad)
@@ -379,7 +379,7 @@ def test_bench_report_shows_both_engines_against_the_reference():
 
 
 def test_cli_with_two_processes_writes_the_same_rows(tmp_path, generated, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     _, tbl = generated
     src = tmp_path / "in.parquet"

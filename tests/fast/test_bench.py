@@ -18,7 +18,7 @@ import bench.report
 import bench.settings
 import bench.sql
 import bench.stats
-from jobs.cli import build_parser
+from streamscore.cli import build_parser
 
 
 def test_percentile_matches_numpy():

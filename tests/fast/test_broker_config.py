@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from jobs import cli
-from jobs.kafka_broker import KafkaBroker, _random_cluster_id, render_properties, server_properties
+from streamscore import cli
+from streamscore.kafka_broker import KafkaBroker, _random_cluster_id, render_properties, server_properties
 from tests.conftest import free_port_pair
 
 

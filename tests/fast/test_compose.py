@@ -119,7 +119,7 @@ def test_flinkdeployment():
     assert job["jarURI"].startswith("local:///opt/flink/opt/flink-python-")
     assert job["upgradeMode"] == "savepoint" and job["state"] == "running"
     args = job["args"]
-    assert args[args.index("-py") + 1] == "/opt/streamscore/jobs/submit.py"
+    assert args[args.index("-py") + 1] == "/opt/streamscore/streamscore/submit.py"
     assert args[args.index("-py") + 2:args.index("-py") + 4] == ["run", "fraud"]
     assert "--cluster" not in args  # application mode: the job runs inside its own cluster
     # the job's own --parallelism wins over the cluster default, so the two must agree

@@ -1,4 +1,4 @@
-"""Feature drift (training.drift) and `streamscore monitor fraud` (jobs.monitor). Pure Python, no JVM.
+"""Feature drift (training.drift) and `streamscore monitor fraud` (streamscore.monitor). Pure Python, no JVM.
 
 The generator cases compute features with the production logic (``compute_features``) over
 ``generate_payments`` output: one seed is the reference (the "training" features), another seed
@@ -18,7 +18,7 @@ from features.contracts import PAYMENT
 from features.fraud import FRAUD_FEATURES
 from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records
-from jobs.cli import main
+from streamscore.cli import main
 from training import drift
 
 N_EVENTS = 20_000  # 1000 cards; at 5000 events (250 cards) seeds differ by PSI ~0.1 on amount_mean_30d

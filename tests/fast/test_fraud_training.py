@@ -269,7 +269,7 @@ def _write_parts(df: pd.DataFrame, folder, schema) -> None:
 
 
 def test_cli_trains_from_a_parquet_folder(feature_rows, tmp_path, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     schema = FRAUD_FEATURES.arrow_schema(with_labels=True)
     _write_parts(feature_rows[schema.names], tmp_path / "features", schema)

@@ -212,7 +212,7 @@ def test_train_iot_command(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.cli import main
+    from streamscore.cli import main
 
     rng = np.random.default_rng(2)
     df = rows("a", rng.normal(0, 1, 1000))
@@ -293,7 +293,7 @@ def test_nab_report_is_consistent(nab_reports):
 
 def test_evaluate_iot_command(tmp_path, capsys):
     from features.nab import nab_dir
-    from jobs.cli import main
+    from streamscore.cli import main
 
     if not (nab_dir() / "data").is_dir():
         pytest.skip("no NAB sample")

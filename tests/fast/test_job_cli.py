@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from jobs.cli import main
+from streamscore.cli import main
 
 
 def run(capsys, *argv):

@@ -5,7 +5,7 @@ import json
 
 from features.contracts import MAX_DETAIL_CHARS, bounded_raw
 from jobs import kafka_limits
-from jobs.kafka_broker import server_properties
+from streamscore.kafka_broker import server_properties
 from features.contracts import bounded_detail
 from udfs.types import REJECT_COLUMNS
 

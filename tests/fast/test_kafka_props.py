@@ -55,7 +55,7 @@ def test_table_option_values_are_sql_escaped():
 
 
 def test_cancel_refuses_a_malformed_job_id_and_a_bad_address():
-    from jobs.cancel import cancel
+    from streamscore.cancel import cancel
 
     with pytest.raises(ValueError, match="32 hex digits"):
         cancel("127.0.0.1:8081", "not-a-job")

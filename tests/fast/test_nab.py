@@ -136,7 +136,7 @@ def test_cli_nab(tmp_path, capsys):
 
     import pyarrow.parquet as pq
 
-    from jobs import generate
+    from streamscore import generate
 
     parser = argparse.ArgumentParser()
     generate.add_parser(parser.add_subparsers(dest="command"))

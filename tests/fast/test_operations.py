@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobs import ops
-from jobs.cli import build_parser, main
+from streamscore.cli import build_parser, main
 from udfs.counters import RunCounts, read_counts
 
 

@@ -1,4 +1,4 @@
-"""jobs.produce without a broker: row conversion, contract inference, record keys/timestamps, pacing."""
+"""streamscore.produce without a broker: row conversion, contract inference, record keys/timestamps, pacing."""
 from __future__ import annotations
 
 import time
@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contracts import PAYMENT, RAW_PAYLOAD, SENSOR
-from jobs import cli
-from jobs.produce import _rows, contract_of_file, produce_rows
+from streamscore import cli
+from streamscore.produce import _rows, contract_of_file, produce_rows
 
 T0 = 1_767_225_600_000
 
@@ -143,7 +143,7 @@ def test_a_row_the_broker_cannot_take_is_reported_and_sending_goes_on(at_send):
 def test_a_fatal_error_stops_with_the_row_to_resume_from():
     from kafka.errors import KafkaTimeoutError
 
-    from jobs.produce import ProduceStopped
+    from streamscore.produce import ProduceStopped
 
     fake = FakeProducer(fail={b"r2": KafkaTimeoutError("no broker")}, at_send=True)
     with pytest.raises(ProduceStopped, match="resume with --skip-rows 2") as e:
@@ -163,7 +163,7 @@ def test_skip_rows_crosses_batches():
 
 
 def test_resume_command_replaces_skip_rows():
-    from jobs.produce import resume_command
+    from streamscore.produce import resume_command
 
     cmd = resume_command(["produce", "--topic", "t", "--skip-rows", "3", "--input", "a b.parquet"], 9)
     assert cmd == "streamscore produce --topic t --input 'a b.parquet' --skip-rows 9"

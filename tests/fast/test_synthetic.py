@@ -298,7 +298,7 @@ def test_sensor_readings_and_anomalies():
 
 # -- the CLI --------------------------------------------------------------------------------------
 def _cli(argv):
-    from jobs import generate
+    from streamscore import generate
 
     parser = argparse.ArgumentParser()
     generate.add_parser(parser.add_subparsers(dest="command"))

@@ -22,7 +22,7 @@ import pytest
 
 from features.contracts import PAYMENT, RAW_PAYLOAD
 from features.synthetic import generate_payments, records
-from jobs.cli import main as cli
+from streamscore.cli import main as cli
 from tests.integration.test_dedup import dup_file, read_dir  # noqa: F401 - dup_file: a fixture
 from tests.integration.test_hostile import _payment, hostile_after
 

@@ -19,7 +19,7 @@ import pytest
 from features.contracts import PAYMENT
 from features.fraud import FRAUD_FEATURES
 from features.synthetic import generate_payments, to_arrow
-from jobs.cli import main as cli
+from streamscore.cli import main as cli
 
 pytestmark = pytest.mark.integration
 

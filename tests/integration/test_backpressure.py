@@ -21,9 +21,9 @@ from kafka import KafkaConsumer
 
 from features.contracts import PAYMENT
 from features.synthetic import generate_payments, to_arrow
-from jobs.cli import build_parser
-from jobs.kafka_broker import consumer_lag
-from jobs.produce import produce_rows
+from streamscore.cli import build_parser
+from streamscore.kafka_broker import consumer_lag
+from streamscore.produce import produce_rows
 from jobs.run import prepare
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_quick_bench_with_tiny_numbers(tmp_path):
     port = free_port_pair()
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "jobs.cli", "bench", "--quick", "--events", "2000", "--cards", "200",
+    cmd = [sys.executable, "-m", "streamscore.cli", "bench", "--quick", "--events", "2000", "--cards", "200",
            "--backfill-events", "3000", "--rates", "300", "--latency-seconds", "3",
            "--sections", "throughput,backfill,latency", "--port", str(port), "--out", str(out),
            "--work-dir", str(tmp_path / "work"), "--quiet-wait", "0"]

@@ -2,7 +2,7 @@
 from the PyFlink wheel's scripts by `streamscore cluster up`), fed by the session's Kafka broker.
 
 One cluster for the whole module (a start costs 10-25 s): both submission paths run against it,
-`streamscore run fraud --cluster` and the plain `flink run -py jobs/submit.py`, then a TaskManager
+`streamscore run fraud --cluster` and the plain `flink run -py streamscore/submit.py`, then a TaskManager
 is killed and replaced.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 
 from features.contracts import PAYMENT
 from features.synthetic import generate_payments, to_arrow
-from jobs.cli import main as cli
-from jobs.produce import produce_rows
+from streamscore.cli import main as cli
+from streamscore.produce import produce_rows
 from jobs.runtime import ROOT
 
 N_EVENTS = 2000
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from jobs.cluster import FlinkCluster
+    from streamscore.cluster import FlinkCluster
 
     c = FlinkCluster(rest_port=free_port(), taskmanagers=1, slots=2, run_dir=tmp_path_factory.mktemp("flink"))
     t0 = time.monotonic()
@@ -129,8 +129,8 @@ def test_fraud_job_with_cluster_flag(cluster, kafka_broker, payments, unique_top
 @pytest.mark.integration
 @pytest.mark.slow
 def test_fraud_job_with_flink_run(cluster, kafka_broker, payments, unique_topic, tmp_path, capsys):
-    """The documented plain form: FLINK_CONF_DIR=flink-conf flink run -d -m ... -py jobs/submit.py ..."""
-    from jobs.cluster import submit_command
+    """The documented plain form: FLINK_CONF_DIR=flink-conf flink run -d -m ... -py streamscore/submit.py ..."""
+    from streamscore.submit import submit_command
 
     topic, ids = payments
     out = unique_topic("decisions")
@@ -164,7 +164,7 @@ def test_kill_and_replace_taskmanager(cluster, capsys):
 
 def test_status_with_nothing_running_is_one_line_and_fails(tmp_path):
     port = free_port()
-    res = subprocess.run([sys.executable, "-m", "jobs.cli", "cluster", "status", "--rest-port", str(port),
+    res = subprocess.run([sys.executable, "-m", "streamscore.cli", "cluster", "status", "--rest-port", str(port),
                           "--run-dir", str(tmp_path / "flink")], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode != 0

@@ -18,8 +18,8 @@ from features.contracts import DUPLICATE, DUPLICATE_ID_CONFLICT, LATE, PAYMENT
 from features.fraud import FRAUD_FEATURES
 from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records, to_arrow
-from jobs.cli import main as cli
-from jobs.produce import produce_rows
+from streamscore.cli import main as cli
+from streamscore.produce import produce_rows
 
 pytestmark = pytest.mark.integration
 

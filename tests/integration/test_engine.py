@@ -28,7 +28,7 @@ from features.synthetic import generate_payments, to_arrow
 from jobs.flinkenv import FlinkSettings, make_env
 from jobs.io import KafkaSource, ParquetSource, StartPosition
 from jobs.pipeline import StreamConfig, build_features, source_columns
-from jobs.produce import produce_rows
+from streamscore.produce import produce_rows
 
 pytestmark = pytest.mark.integration
 

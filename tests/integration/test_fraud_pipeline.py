@@ -20,8 +20,8 @@ import pytest
 from features.contracts import PAYMENT, REASONS, InvalidEvent
 from features.fraud import FRAUD_FEATURES
 from features.synthetic import generate_payments, records, to_arrow
-from jobs.cli import main as cli
-from jobs.produce import produce_rows
+from streamscore.cli import main as cli
+from streamscore.produce import produce_rows
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from kafka import KafkaConsumer
 
 from features.contracts import PAYMENT
 from features.synthetic import generate_payments, to_arrow
-from jobs.cli import build_parser, main as cli
-from jobs.produce import produce_rows
+from streamscore.cli import build_parser, main as cli
+from streamscore.produce import produce_rows
 from jobs.run import prepare
 
 pytestmark = pytest.mark.integration

@@ -26,9 +26,9 @@ from features.contracts import (DUPLICATE, DUPLICATE_ID_CONFLICT, MALFORMED_JSON
                                 MAX_RECORD_BYTES, OUT_OF_RANGE, PAYMENT, RAW_PAYLOAD, TIME_SKEW, TOO_LARGE)
 from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, records
-from jobs.kafka_broker import ensure_topic
+from streamscore.kafka_broker import ensure_topic
 from jobs.kafka_limits import MAX_DEAD_LETTER_BYTES
-from jobs.produce import produce_rows
+from streamscore.produce import produce_rows
 from tests.integration.test_dedup import assert_same_features, feature_frame, read_dir
 from tests.integration.test_operations import BAD_LINE, counts_line, finish, start
 
@@ -47,7 +47,7 @@ def _payment(template: dict, event_id: str, **changes) -> dict:
 
 
 def _raw(payload) -> dict:
-    """A record sent verbatim (str or bytes), no key (jobs/produce.py RAW_PAYLOAD)."""
+    """A record sent verbatim (str or bytes), no key (streamscore/produce.py RAW_PAYLOAD)."""
     return {RAW_PAYLOAD: payload}
 
 

@@ -26,8 +26,8 @@ from features.contracts import SENSOR
 from features.iot import IOT_FEATURES
 from features.nab import load_nab
 from features.synthetic import generate_sensors, to_arrow
-from jobs.cli import main as cli
-from jobs.produce import produce_rows
+from streamscore.cli import main as cli
+from streamscore.produce import produce_rows
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def streamscore(*args, timeout=120):
-    res = subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "streamscore.cli", *args], capture_output=True, text=True,
                          timeout=timeout)
     return res.returncode, res.stdout, res.stderr
 
@@ -70,7 +70,7 @@ def test_produce_cli(tmp_path, kafka_broker, kafka_topic):
 def test_topic_helpers(kafka_broker, unique_topic):
     from kafka import KafkaAdminClient
 
-    from jobs.kafka_broker import delete_topics, ensure_topic
+    from streamscore.kafka_broker import delete_topics, ensure_topic
 
     name = unique_topic("three")
     assert ensure_topic(kafka_broker.bootstrap, name, partitions=3) is True

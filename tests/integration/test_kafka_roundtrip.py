@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contracts import BEHAVIOUR, PAYMENT, RAW_PAYLOAD, SENSOR, InvalidEvent
-from jobs.produce import produce_rows
+from streamscore.produce import produce_rows
 
 pytestmark = pytest.mark.integration
 

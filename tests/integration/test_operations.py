@@ -25,7 +25,7 @@ import pytest
 
 from features.contracts import PAYMENT
 from features.synthetic import generate_payments, to_arrow
-from jobs.produce import produce_rows
+from streamscore.produce import produce_rows
 from jobs.runtime import ROOT
 from tests.integration.test_fraud_recovery import decisions, stop_with_savepoint
 
@@ -121,7 +121,7 @@ def test_ctrl_c_names_the_checkpoint_and_its_resume_command_works(kafka_broker, 
 
 
 def test_restored_savepoint_with_until_latest_ends_by_itself(kafka_broker, unique_topic, tmp_path):
-    from jobs.cli import build_parser
+    from streamscore.cli import build_parser
     from jobs.run import prepare
 
     bootstrap = kafka_broker.bootstrap
@@ -147,7 +147,7 @@ def test_restored_savepoint_with_until_latest_ends_by_itself(kafka_broker, uniqu
 
 
 def test_a_broker_lost_mid_run_ends_it_with_one_line(tmp_path, unique_topic):
-    from jobs.kafka_broker import KafkaBroker
+    from streamscore.kafka_broker import KafkaBroker
     from tests.conftest import free_port_pair
 
     broker = KafkaBroker(port=free_port_pair(), data_dir=tmp_path / "kafka").start(timeout=90)
@@ -176,7 +176,7 @@ def test_a_broker_lost_mid_run_ends_it_with_one_line(tmp_path, unique_topic):
 
 
 def test_backfill_overwrite_replaces_the_dead_letters_too(tmp_path, capsys):
-    from jobs.cli import main
+    from streamscore.cli import main
 
     frame = generate_payments(400, seed=34)
     runs = {"first": [5, 50, 100], "second": [7, 70]}

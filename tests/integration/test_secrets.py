@@ -35,7 +35,7 @@ import pytest
 
 from features.contracts import PAYMENT
 from features.synthetic import generate_payments, to_arrow
-from jobs.produce import produce_rows
+from streamscore.produce import produce_rows
 from jobs.runtime import JARS_DIR, ROOT
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,7 @@ def test_a_kafka_table_that_cannot_be_built_shows_no_secret(kafka_broker, unique
 # --------------------------------------------------------------------------- standalone cluster
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from jobs.cluster import FlinkCluster
+    from streamscore.cluster import FlinkCluster
 
     c = FlinkCluster(rest_port=free_port(), taskmanagers=1, slots=2, run_dir=tmp_path_factory.mktemp("flink"))
     c.start(timeout=180)

@@ -30,7 +30,7 @@ from tests.reference.card_history import compute_features
 from features.synthetic import generate_payments, to_arrow  # noqa: E402
 from bench.sql import PAYMENT_SQL, _ddl_cols, loader_sql, velocity_sql  # noqa: E402
 from jobs.flinkenv import FlinkSettings, make_env  # noqa: E402
-from jobs.kafka_broker import KafkaBroker  # noqa: E402
+from streamscore.kafka_broker import KafkaBroker  # noqa: E402
 from tests.conftest import free_port_pair  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000

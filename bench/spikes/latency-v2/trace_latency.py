@@ -230,7 +230,7 @@ def main() -> int:
         threads.append(threading.Thread(target=tracer.jstack_loop, args=(jstack_hz,), daemon=True))
     for t in threads:
         t.start()
-    from jobs.cli import main as cli_main
+    from streamscore.cli import main as cli_main
 
     try:
         rc = cli_main(list(bench_args))

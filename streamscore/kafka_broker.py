@@ -79,7 +79,7 @@ def server_properties(port: int, controller_port: int, log_dir: Path | str, num_
 
 
 def render_properties(props: dict) -> str:
-    lines = ["# written by streamscore (jobs/kafka_broker.py); regenerated on every start"]
+    lines = ["# written by streamscore (streamscore/kafka_broker.py); regenerated on every start"]
     lines += [f"{k}={v}" for k, v in props.items()]
     return "\n".join(lines) + "\n"
 

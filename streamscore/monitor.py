@@ -109,7 +109,7 @@ def read_feature_rows(path, feature_set, what: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.train import parquet_files
+    from streamscore.train import parquet_files
 
     p = Path(path)
     if not p.exists():
@@ -253,7 +253,7 @@ def emit_event(event: dict, spec, bootstrap: str, key: str) -> str:
         return str(path)
     from kafka.errors import KafkaError
 
-    from jobs.produce import make_producer
+    from streamscore.produce import make_producer
 
     producer = make_producer(bootstrap, client_id="streamscore-monitor", linger_ms=0, batch_size=16384)
     try:

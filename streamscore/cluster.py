@@ -24,7 +24,7 @@ the venv's site-packages (as ``jobs.flinkenv.prepare_process_env`` does for the 
 ``python.executable`` is the venv's interpreter.
 
 Submit with ``streamscore run fraud --cluster 127.0.0.1:<rest port> ...`` or with `flink run`
-(``submit_command``, jobs/submit.py).
+(``streamscore.submit.submit_command``).
 """
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ class FlinkCluster:
         for f in runtime.FLINK_CONF_DIR.iterdir():
             if f.is_file() and f.name != "config.yaml":
                 shutil.copy2(f, self.conf_dir / f.name)
-        lines = ["# written by streamscore (jobs/cluster.py) from flink-conf/config.yaml; regenerated on "
+        lines = ["# written by streamscore (streamscore/cluster.py) from flink-conf/config.yaml; regenerated on "
                  "every `streamscore cluster up`"]
         lines += [f"{k}: {json.dumps(v)}" for k, v in self.configuration(rpc_port).items()]
         (self.conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
@@ -528,24 +528,6 @@ class FlinkCluster:
 
     def __repr__(self) -> str:
         return f"FlinkCluster(rest_port={self.rest_port}, dir={str(self.dir)!r})"
-
-
-def submit_command(cluster: str, job_args: list, detached: bool = True) -> tuple:
-    """The plain `flink run` form of ``streamscore <job_args>`` against ``cluster`` (HOST:PORT):
-    (argv, extra environment). Verified with the fraud job:
-
-        FLINK_CONF_DIR=.run/flink-8081/conf <site-packages>/pyflink/bin/flink run -d -m 127.0.0.1:8081 \\
-          -pyexec .venv/bin/python -pyclientexec .venv/bin/python -py jobs/submit.py run fraud ...
-
-    FLINK_CONF_DIR gives the client the project's Flink options; ``-pyexec`` is the TaskManagers'
-    Python, ``-pyclientexec`` the one that builds the job graph. ``job_args`` must not contain
-    ``--cluster``: under `flink run` the job submits through Flink's context environment."""
-    if "--cluster" in job_args:
-        raise ValueError("`flink run` submits to -m HOST:PORT; drop --cluster from the job arguments")
-    py = runtime.python_executable()
-    argv = [str(flink_home() / "bin" / "flink"), "run", *(["-d"] if detached else []), "-m", cluster,
-            "-pyexec", py, "-pyclientexec", py, "-py", str(runtime.ROOT / "jobs" / "submit.py"), *job_args]
-    return argv, {"FLINK_CONF_DIR": str(runtime.FLINK_CONF_DIR), "FLINK_LOG_DIR": str(runtime.RUN_DIR / "log")}
 
 
 def _wait_gone(pids, timeout: float) -> bool:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from jobs.progress import PROGRESS_FROM, Progress
+
 DOMAINS = ("fraud", "recsys", "iot")
 ROW_GROUP = 262_144
-PROGRESS_FROM = 200_000  # show a progress bar from this many events on
 
 
 def add_parser(subparsers) -> None:
@@ -99,33 +99,7 @@ def options(args) -> dict:
     return kw
 
 
-class _Progress:
-    """A tqdm bar on stderr (0-100 %) for big runs: generation stages, then row groups written."""
-
-    def __init__(self, enabled: bool, what: str):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.what = what
-            self.bar = tqdm(total=100, desc=what, unit="%", file=sys.stderr, leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
-        elif enabled:  # a log, not a terminal: one line, no carriage returns
-            sys.stderr.write(f"{what} ...\n")
-            sys.stderr.flush()
-
-    def stage(self, name: str, fraction: float, lo: float = 0.0, hi: float = 70.0):
-        if self.bar is not None:
-            self.bar.n = int(lo + (hi - lo) * fraction)
-            self.bar.set_description_str(f"{self.what} ({name})", refresh=False)
-            self.bar.refresh()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def write_parquet(df, contract, path: Path, progress: _Progress = None) -> None:
+def write_parquet(df, contract, path: Path, progress: Progress = None) -> None:
     """Write df with the contract's explicit schema (+ `_raw`), atomically, in row groups."""
     import pyarrow.parquet as pq
 
@@ -202,14 +176,14 @@ def run(args) -> int:
         df = load_nab(root=args.nab_dir)
         what = f"{len(df):,} sensor events from {len(df.attrs['series'])} NAB series"
         name = "nab"
-        progress = _Progress(False, "")
+        progress = Progress(False, "")
     else:
         if args.nab_dir is not None:
             raise ValueError("--nab-dir only applies with --nab")
         from features.synthetic import GENERATORS
 
         kw = options(args)
-        progress = _Progress(kw["n_events"] >= PROGRESS_FROM,
+        progress = Progress(kw["n_events"] >= PROGRESS_FROM,
                              f"generate: {kw['n_events']:,} {contract.name} events")
         try:
             df = GENERATORS[args.domain](progress=progress.stage, **kw)

@@ -1,5 +1,6 @@
-"""The `streamscore` command line. Each command lives in its own module under jobs/
-and registers itself with ``add_parser(subparsers)``; the parser's ``func(args)`` runs it."""
+"""The `streamscore` command line. Each command lives in its own module (streamscore/, the job
+commands `run` and `backfill` in jobs/, `bench` in bench/) and registers itself with
+``add_parser(subparsers)``; the parser's ``func(args)`` runs it."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +9,17 @@ import sys
 
 # command name -> module defining add_parser(subparsers)
 COMMANDS = {
-    "kafka": "jobs.kafka_broker",
-    "cluster": "jobs.cluster",
-    "cancel": "jobs.cancel",
-    "generate": "jobs.generate",
-    "produce": "jobs.produce",
+    "kafka": "streamscore.kafka_broker",
+    "cluster": "streamscore.cluster",
+    "cancel": "streamscore.cancel",
+    "generate": "streamscore.generate",
+    "produce": "streamscore.produce",
     "run": "jobs.run",
     "backfill": "jobs.backfill",
-    "train": "jobs.train",
-    "evaluate": "jobs.evaluate",
-    "monitor": "jobs.monitor",
-    "demo": "jobs.demo",
+    "train": "streamscore.train",
+    "evaluate": "streamscore.evaluate",
+    "monitor": "streamscore.monitor",
+    "demo": "streamscore.demo",
     "bench": "bench.command",
 }
 

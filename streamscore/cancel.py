@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 
 def _cluster(address: str):
-    from jobs.cluster import FlinkCluster
+    from streamscore.cluster import FlinkCluster
 
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -41,7 +41,7 @@ def _cluster(address: str):
 def cancel(address: str, job_id: str, timeout: float = 60.0) -> str:
     """Cancel ``job_id`` on the cluster at ``address``; the line to print. SetupError (one line) for
     no cluster or an unknown job, TimeoutError if it does not stop in time."""
-    from jobs.cluster import RestError
+    from streamscore.cluster import RestError
 
     job_id = job_id.strip().lower()
     if not _JOB_ID.fullmatch(job_id):

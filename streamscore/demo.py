@@ -37,7 +37,7 @@ def _step(n: int, text: str, argv: list | None = None) -> None:
 
 
 def _call(argv: list) -> None:
-    from jobs.cli import main
+    from streamscore.cli import main
 
     rc = main(argv)
     if rc != 0:
@@ -46,7 +46,7 @@ def _call(argv: list) -> None:
 
 def demo(args) -> int:
     from features import scoring
-    from jobs.kafka_broker import KafkaBroker, delete_topics
+    from streamscore.kafka_broker import KafkaBroker, delete_topics
 
     t_start = time.time()
     work = Path(args.workdir)
@@ -103,7 +103,7 @@ def demo(args) -> int:
     finally:
         if not args.keep_broker:
             broker.stop()
-            print(f"\nkafka: stopped (run with --keep-broker to keep it, then `streamscore kafka down`)")
+            print("\nkafka: stopped (run with --keep-broker to keep it, then `streamscore kafka down`)")
     print(f"\ndemo finished in {time.time() - t_start:.0f} s; files under {work}")
     return 0
 
