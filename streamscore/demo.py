@@ -161,7 +161,7 @@ def summarise(bootstrap: str, outputs: dict, day_file: Path, day8_ms: int) -> No
     print(f"    model {decisions[0]['model_version']}, rule fallbacks {fb:,}")
     labels = day.set_index("event_id")
     flagged = {d["event_id"] for d in decisions if d["decision"] != "approve"}
-    fraud = set(labels.index[labels["is_fraud"].fillna(False).astype(bool)])
+    fraud = set(labels.index[labels["is_fraud"].astype("boolean").fillna(False).astype(bool)])
     hit = len(flagged & fraud)
     print(f"    planted fraud {len(fraud):,}: {hit:,} stepped up or blocked (recall {hit / max(len(fraud), 1):.1%}),"
           f" precision of flags {hit / max(len(flagged), 1):.1%}")
