@@ -12,7 +12,6 @@ event_id.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
@@ -29,6 +28,7 @@ from jobs.flinkenv import FlinkSettings, make_env
 from jobs.io import KafkaSource, ParquetSource, StartPosition
 from jobs.pipeline import StreamConfig, build_features, source_columns
 from streamscore.produce import produce_rows
+from tests.reference.compare import differences
 
 pytestmark = pytest.mark.integration
 
@@ -66,22 +66,6 @@ def _collect(fs, *, batch, ordering="event-time", path=None, bootstrap=None, top
         return {r[0]: dict(zip(names, r)) for r in results}
 
 
-def _differences(got: dict, want_rows, columns) -> list:
-    out = []
-    for w in want_rows:
-        g = got.get(w["event_id"])
-        if g is None:
-            out.append((w["event_id"], "missing"))
-            continue
-        for c in columns:
-            a, b = g[c], w[c]
-            a_null = a is None or (isinstance(a, float) and math.isnan(a))
-            b_null = b is None or (isinstance(b, float) and math.isnan(b))
-            if a_null != b_null or (not a_null and a != b):
-                out.append((w["event_id"], c, a, b))
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(frames):
     return execute(PLUS, frames["ordered"]).to_dict("records")
@@ -90,7 +74,7 @@ def reference(frames):
 def test_pandas_execution_of_the_plus_set_keeps_the_fraud_values(frames, reference):
     want = list(compute_features(to_arrow(frames["ordered"], PAYMENT).to_pylist()))
     got = {r["event_id"]: r for r in reference}
-    assert _differences(got, want, FRAUD_FEATURES.output_columns) == []
+    assert differences(got, want, FRAUD_FEATURES.output_columns) == []
 
 
 def test_backfill_of_an_extra_declared_feature_equals_the_pandas_reference(frames, reference, tmp_path):
@@ -98,7 +82,7 @@ def test_backfill_of_an_extra_declared_feature_equals_the_pandas_reference(frame
     pq.write_table(to_arrow(frames["disordered"], PAYMENT), path)
     got = _collect(PLUS, batch=True, path=path)
     assert len(got) == len(reference)
-    assert _differences(got, reference, PLUS.output_columns) == []
+    assert differences(got, reference, PLUS.output_columns) == []
 
 
 @pytest.mark.parametrize("ordering, kind", [("arrival", "ordered"), ("event-time", "ordered"),
@@ -108,4 +92,4 @@ def test_streaming_from_kafka_equals_the_pandas_reference(kafka_broker, frames, 
     produce_rows(kafka_broker.bootstrap, topic, to_arrow(frames[kind], PAYMENT), PAYMENT)
     got = _collect(PLUS, batch=False, ordering=ordering, bootstrap=kafka_broker.bootstrap, topic=topic)
     assert len(got) == len(reference)
-    assert _differences(got, reference, PLUS.output_columns) == []
+    assert differences(got, reference, PLUS.output_columns) == []

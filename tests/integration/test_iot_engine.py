@@ -13,7 +13,6 @@ only IEEE operations (features.declare.decay_weight = Aggregator.decay, bit for 
 """
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ from jobs.io import KafkaSource, ParquetSource, SinkSpec, StartPosition, create_
 from jobs.pipeline import StreamConfig, build_features, source_columns
 from udfs.types import feature_columns
 from streamscore.produce import produce_rows
+from tests.reference.compare import differences
 
 pytestmark = pytest.mark.integration
 
@@ -88,22 +88,6 @@ def _collect(fs, *, batch, ordering="event-time", path=None, bootstrap=None, top
     return {r["event_id"]: r for r in frame.to_dict("records")}
 
 
-def _differences(got: dict, want_rows, columns) -> list:
-    out = []
-    for w in want_rows:
-        g = got.get(w["event_id"])
-        if g is None:
-            out.append((w["event_id"], "missing"))
-            continue
-        for c in columns:
-            a, b = g[c], w[c]
-            a_null = a is None or (isinstance(a, float) and math.isnan(a))
-            b_null = b is None or (isinstance(b, float) and math.isnan(b))
-            if a_null != b_null or (not a_null and a != b):
-                out.append((w["event_id"], c, a, b))
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(frames):
     return {fs.name + str(fs.definition_hash): execute(fs, frames["ordered"]).to_dict("records")
@@ -121,7 +105,7 @@ def test_backfill_equals_the_pandas_execution(frames, reference, fs, tmp_path):
     got = _collect(fs, batch=True, path=path)
     want = _want(reference, fs)
     assert len(got) == len(want) == len(frames["ordered"])
-    assert _differences(got, want, fs.output_columns) == []
+    assert differences(got, want, fs.output_columns) == []
 
 
 @pytest.mark.parametrize("ordering, kind", [("arrival", "ordered"), ("event-time", "disordered")])
@@ -131,4 +115,4 @@ def test_streaming_from_kafka_equals_the_pandas_execution(kafka_broker, frames, 
     got = _collect(IOT_FEATURES, batch=False, ordering=ordering, bootstrap=kafka_broker.bootstrap, topic=topic)
     want = _want(reference, IOT_FEATURES)
     assert len(got) == len(want)
-    assert _differences(got, want, IOT_FEATURES.output_columns) == []
+    assert differences(got, want, IOT_FEATURES.output_columns) == []
