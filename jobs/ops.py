@@ -391,6 +391,10 @@ def run_summary(counts: dict) -> List[str]:
     counts: in 10 = decided 7 + dead letters 2 + late 1 (holds)
       decided: approve 6, block 1 (fallback 0)
       dead letters: duplicate 1, malformed_json 1
+    >>> run_summary({"parse": {"accepted": 5}, "features": {"feature_rows": 5},
+    ...              "score": {"decision.alert": 2, "decision.normal": 3},
+    ...              "alerts": {"incidents": 1, "alerts": 2, "tickets_opened": 1, "late": 1}})[-1]
+    '  alerts: 2 in 1 incident(s); tickets opened 1, closed 0; 1 scored reading(s) too late for incidents (also in the late output)'
     """
     parse, dedup = counts.get("parse", {}), counts.get("dedup", {})
     feats, score = counts.get("features", {}), counts.get("score", {})
@@ -411,6 +415,14 @@ def run_summary(counts: dict) -> List[str]:
         lines.append(f"  decided: {_fmt_kinds(by_decision)} (fallback {score.get('fallback', 0)})")
     if dl:
         lines.append(f"  dead letters: {_fmt_kinds(dl)}")
+    alerts = counts.get("alerts")
+    if alerts:  # iot: the JVM incidents operator (features/alerts.py)
+        line = (f"  alerts: {alerts.get('alerts', 0)} in {alerts.get('incidents', 0)} incident(s); tickets opened "
+                f"{alerts.get('tickets_opened', 0)}, closed {alerts.get('tickets_closed', 0)}")
+        if alerts.get("late"):
+            # scored (counted above), but behind the alerts stage's watermark: their late rows are extra
+            line += f"; {alerts['late']} scored reading(s) too late for incidents (also in the late output)"
+        lines.append(line)
     return lines
 
 

@@ -1,4 +1,4 @@
-"""The fraud job on a real standalone Flink cluster (JobManager + TaskManager processes started
+"""The fraud and iot jobs on a real standalone Flink cluster (JobManager + TaskManager processes started
 from the PyFlink wheel's scripts by `streamscore cluster up`), fed by the session's Kafka broker.
 
 One cluster for the whole module (a start costs 10-25 s): both submission paths run against it,
@@ -15,10 +15,15 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from features.contracts import PAYMENT
-from features.synthetic import generate_payments, to_arrow
+from features.alerts import AlertPolicy, run_alerts
+from features.contracts import PAYMENT, SENSOR
+from features.iot import IOT_FEATURES
+from features.iot_model import load_iot_model
+from features.synthetic import generate_payments, generate_sensors, to_arrow
 from streamscore.cli import main as cli
 from streamscore.produce import produce_rows
 from jobs.runtime import ROOT
@@ -230,3 +235,71 @@ def test_taskmanager_killed_mid_stream_recovers_from_checkpoint(cluster, kafka_b
     assert set(ids) == set(frame["event_id"]), "a decision is missing"
     if delivery == "exactly-once":
         assert len(ids) == N_EVENTS, "a decision was committed twice"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_iot_job_exactly_once_through_a_taskmanager_kill(cluster, kafka_broker, unique_topic, tmp_path, capsys):
+    """The iot job on the cluster, exactly-once to Kafka, its TaskManager killed mid-stream: every
+    reading has exactly one committed score, and the committed alerts are, in order, the first
+    ones of the offline reference (backfill -> model -> features.alerts.run_alerts; the live
+    stream's watermark has not passed the last few), none twice."""
+    import threading
+
+
+    bootstrap = kafka_broker.bootstrap
+    frame = generate_sensors(N_EVENTS, seed=8, days=0.5, n_machines=2, anomaly_rate=0.05)
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    table = to_arrow(frame, SENSOR)
+    pq.write_table(table, tmp_path / "readings.parquet")
+    assert cli(["backfill", "iot", "--input", str(tmp_path / "readings.parquet"), "--out", str(tmp_path / "f")]) == 0
+    assert cli(["train", "iot", "--features", str(tmp_path / "f"), "--model-dir", str(tmp_path / "m"), "--quiet"]) == 0
+    policy = AlertPolicy(min_duration_ms=300_000, cooldown_ms=600_000, quiet_ms=1_800_000)
+    model = load_iot_model(tmp_path / "m", expected_hash=IOT_FEATURES.definition_hash)
+    feats = pd.concat([pq.read_table(f).to_pandas() for f in sorted((tmp_path / "f").rglob("part-*"))
+                       if not f.name.startswith(".")], ignore_index=True)
+    verdict = model.score_frame(feats[list(IOT_FEATURES.feature_names)])
+    expected, _ = run_alerts(feats[["event_id", "machine_id", "sensor_id", "event_time"]].assign(
+        score=verdict["score"].to_numpy(), is_anomalous=(verdict["decision"] == "alert").to_numpy(),
+        reasons=verdict["reasons"].to_numpy(), model_version=model.model_version), policy)
+    expected = expected.sort_values(["event_time", "event_id"])["event_id"].tolist()
+    assert expected, "the reference raised no alert: pick another seed"
+
+    topic, scores, alerts = unique_topic("iot-in"), unique_topic("iot-scores"), unique_topic("iot-alerts")
+    half = N_EVENTS // 2
+    produce_rows(bootstrap, topic, table.slice(0, half), SENSOR)
+    rc = cli(["run", "iot", "--topic", topic, "--bootstrap", bootstrap, "--group-id", f"cluster-{scores}",
+              "--model", str(tmp_path / "m"), "--scores", f"kafka:{scores}", "--alerts", f"kafka:{alerts}",
+              "--tickets", "none", "--features-out", "none", "--dead-letters", "none", "--late", "none",
+              "--min-duration-ms", str(policy.min_duration_ms), "--cooldown-ms", str(policy.cooldown_ms),
+              "--quiet-ms", str(policy.quiet_ms), "--checkpoint-dir", str(tmp_path / "ckpt"),
+              "--cluster", cluster.address, "--delivery", "exactly-once", "--checkpoint-interval-ms", "2000"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    job_id = re.search(r"job id ([0-9a-f]{32})", printed).group(1)
+    try:
+        assert read_committed(bootstrap, scores, 1, timeout=240), "no committed score before the kill"
+        feeder = threading.Thread(target=produce_rows, args=(bootstrap, topic, table.slice(half), SENSOR),
+                                  kwargs={"rate": 100.0})
+        feeder.start()
+        time.sleep(3)
+        t0 = time.monotonic()
+        killed = cluster.kill_taskmanager()
+        cluster.start_taskmanager(timeout=180)
+        feeder.join()
+        got = read_committed(bootstrap, scores, N_EVENTS, timeout=300)
+        took = time.monotonic() - t0
+        got_alerts = read_committed(bootstrap, alerts, 10 ** 6, timeout=15)
+        restarts = cluster.rest(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+    finally:
+        cluster.cancel(job_id)
+    ids = [s["event_id"] for s in got]
+    alert_ids = [a["event_id"] for a in sorted(got_alerts, key=lambda a: (a["event_time"], a["event_id"]))]
+    with capsys.disabled():
+        print(f"\n[recovery/iot] TaskManager {killed} killed mid-stream; {len(ids)} scores for {N_EVENTS} readings "
+              f"({len(ids) - len(set(ids))} duplicates) in {took:.0f} s after the kill; {len(alert_ids)} of "
+              f"{len(expected)} reference alerts committed; {len(restarts)} failure(s) in the job's history")
+    assert restarts, "the job never noticed the kill"
+    assert sorted(ids) == sorted(frame["event_id"]), "a score is missing or committed twice"
+    assert len(alert_ids) == len(set(alert_ids)), "an alert was committed twice"
+    assert alert_ids == expected[:len(alert_ids)] and len(alert_ids) >= len(expected) // 2, (alert_ids, expected)
